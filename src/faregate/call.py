@@ -1,0 +1,105 @@
+"""The provider-neutral request (`Call`), its outcome (`Result`) and its normalised `Usage`.
+
+Every stage of the pipeline speaks these types, so cost logic lives in one place (pricing.py)
+fed by one normalised `Usage`, whatever wire format the tokens were reported in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Protocol = Literal["openai", "anthropic"]
+
+ATTRIBUTION_DIMENSIONS: tuple[str, ...] = (
+    "feature",
+    "team",
+    "template",
+    "cohort",
+    "user",
+    "conversation",
+    "task",
+)
+UNATTRIBUTED = "unattributed"
+
+
+@dataclass(slots=True)
+class Attribution:
+    """Who a call was for. A dimension nobody named is recorded as `unattributed`, never dropped."""
+
+    feature: str = UNATTRIBUTED
+    team: str = UNATTRIBUTED
+    template: str = UNATTRIBUTED
+    cohort: str = UNATTRIBUTED
+    user: str = UNATTRIBUTED
+    conversation: str = UNATTRIBUTED
+    task: str = UNATTRIBUTED
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts in genai-prices' convention, whatever the provider reported.
+
+    `input_tokens` is the *total* prompt, including cached reads and cache writes (Anthropic reports
+    these apart; OpenAI includes them). `cache_write_1h_tokens` is the part of `cache_write_tokens`
+    written with a 1-hour TTL; `reasoning_tokens` is the part of `output_tokens` spent reasoning.
+    """
+
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+
+@dataclass(slots=True)
+class Route:
+    """Where a call goes: the configured provider and the model name it knows."""
+
+    provider: str
+    model: str
+
+
+@dataclass(slots=True)
+class Call:
+    """One client request on its way through the pipeline.
+
+    `body` is the parsed JSON that stages may change; `raw_body` keeps what the client sent.
+    """
+
+    request_id: str
+    protocol: Protocol
+    body: dict[str, Any]
+    raw_body: bytes
+    model_requested: str
+    stream: bool
+    headers: Mapping[str, str]
+    attribution: Attribution = field(default_factory=Attribution)
+    route: Route | None = None
+    client_wants_stream_usage: bool = False
+    received_at: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(slots=True)
+class Result:
+    """What the pipeline answers: a full body, or a stream of bytes already in the client's format.
+
+    For a stream, `usage` and `model_used` are filled in as the stream is read; `on_complete`
+    callbacks run once the stream has ended (or failed), which is when a stream can be settled.
+    """
+
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+    usage: Usage | None = None
+    model_used: str | None = None
+    error_kind: str | None = None
+    upstream_ms: float | None = None
+    output_text: list[str] = field(default_factory=list)
+    on_complete: list[Callable[[Result], None]] = field(default_factory=list)

@@ -1,0 +1,157 @@
+"""The `faregate` command line: serve, spend, demo (later: analyze, router, cache, history)."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from faregate.config import Config, load_config
+from faregate.errors import ConfigError
+
+app = typer.Typer(help="FareGate: an LLM cost-optimization gateway.", no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file.", envvar="FAREGATE_CONFIG")
+]
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def _load(config_path: Path | None) -> Config:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    port: Annotated[int | None, typer.Option(help="Port (overrides server.port).")] = None,
+    host: Annotated[str | None, typer.Option(help="Host (overrides server.host).")] = None,
+) -> None:
+    """Run the gateway.
+
+    Example: faregate serve --config faregate.yaml --port 4000
+    """
+    import uvicorn
+
+    from faregate.logs import configure_logging
+    from faregate.server import create_app
+
+    settings = _load(config)
+    configure_logging(settings.logging.level, settings.logging.format)
+    try:
+        application = create_app(settings)
+    except (ConfigError, ValueError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    uvicorn.run(
+        application,
+        host=host or settings.server.host,
+        port=settings.server.port if port is None else port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+    )
+
+
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(value: str | None, now: float | None = None) -> float | None:
+    """`7d`, `12h`, `30m` before now, or an ISO date/time."""
+    if not value:
+        return None
+    now = time.time() if now is None else now
+    match = _DURATION.match(value.strip().lower())
+    if match:
+        return now - int(match.group(1)) * _SECONDS[match.group(2)]
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise typer.BadParameter(f"{value!r}: use a duration like 7d, 12h, 30m or an ISO date") from None
+
+
+@app.command()
+def spend(
+    by: Annotated[str, typer.Option(help="Group by these dimensions, comma-separated.")] = "feature",
+    since: Annotated[str | None, typer.Option(help="Only events newer than 7d, 12h, 30m or a date.")] = None,
+    config: ConfigOption = None,
+    db: Annotated[str | None, typer.Option(help="Ledger URL (sqlite:///PATH or postgresql://...).")] = None,
+    format: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
+    """Spend, requests and tokens from the ledger, grouped by attribution.
+
+    Example: faregate spend --by feature,team --since 7d --format json
+    """
+    from faregate.ledger import open_store
+
+    url = db or _load(config).database
+    dimensions = [d.strip() for d in by.split(",") if d.strip()]
+    store = open_store(url)
+    try:
+        rows = store.spend(dimensions, parse_since(since))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--by") from None
+    finally:
+        store.close()
+    if format is Format.json:
+        typer.echo(orjson.dumps({"rows": [_jsonable(r) for r in rows]}, option=orjson.OPT_INDENT_2))
+        return
+    console.print(_spend_table(dimensions, rows))
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: float(v) if isinstance(v, Decimal) else v for k, v in row.items()}
+
+
+def _spend_table(dimensions: list[str], rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="Spend", show_footer=bool(rows))
+    for d in dimensions:
+        table.add_column(d, footer="total" if d == dimensions[0] else "")
+    numeric = ["requests", "cost_usd", "input_tokens", "cached_tokens", "cache_write_tokens", "output_tokens"]
+    for name in numeric:
+        total = sum((r[name] for r in rows), Decimal(0) if name == "cost_usd" else 0)
+        table.add_column(name, justify="right", footer=_cell(name, total))
+    for row in rows:
+        table.add_row(*[str(row[d]) for d in dimensions], *[_cell(n, row[n]) for n in numeric])
+    return table
+
+
+def _cell(name: str, value: Any) -> str:
+    return f"${value:,.6f}" if name == "cost_usd" else f"{value:,}"
+
+
+@app.command()
+def demo(
+    requests: Annotated[int, typer.Option(help="How many requests to send through the gateway.")] = 24,
+    db: Annotated[str, typer.Option(help="Ledger for the demo.")] = "sqlite:///.faregate/demo.db",
+) -> None:
+    """Start a local fake provider and the gateway, send attributed traffic, print the ledger."""
+    from faregate.demo import run_demo
+
+    run_demo(requests=requests, database=db, console=console)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,169 @@
+"""Typed settings from a YAML file plus `FAREGATE_` environment overrides, validated at start-up.
+
+A mistake in the config must stop the gateway before it takes traffic, with a message that names the
+key (`providers.openai.type: ...`), not surface later as a 500 on some request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from faregate.errors import ConfigError
+
+ProviderType = Literal["openai", "anthropic", "openai-compatible"]
+
+DEFAULT_BASE_URLS: dict[str, str] = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+}
+DEFAULT_DATABASE = "sqlite:///.faregate/ledger.db"
+ENV_PREFIX = "FAREGATE_"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=4000, ge=0, le=65535)
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    upstream_timeout_s: float = Field(default=600.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class ProviderSettings(_Strict):
+    type: ProviderType
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout_s: float | None = Field(default=None, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _compatible_needs_url(self) -> ProviderSettings:
+        if self.type == "openai-compatible" and not self.base_url:
+            raise ValueError("base_url is required for type openai-compatible")
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.base_url or DEFAULT_BASE_URLS[self.type]
+
+    def api_key(self) -> str | None:
+        """Read at start-up from the environment; the key itself never sits in the config file."""
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class ModelSettings(_Strict):
+    provider: str
+    model: str
+
+
+class PriceSettings(_Strict):
+    """Per-million-token prices for self-hosted or negotiated models; they win over genai-prices."""
+
+    input_mtok: Decimal = Field(ge=0)
+    output_mtok: Decimal = Field(ge=0)
+    cache_read_mtok: Decimal | None = Field(default=None, ge=0)
+    cache_write_mtok: Decimal | None = Field(default=None, ge=0)
+    cache_write_1h_mtok: Decimal | None = Field(default=None, ge=0)
+
+
+class LoggingSettings(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "text"] = "auto"
+
+
+class Config(_Strict):
+    server: ServerSettings = ServerSettings()
+    database: str = DEFAULT_DATABASE
+    providers: dict[str, ProviderSettings] = {}
+    models: dict[str, ModelSettings] = {}
+    prices: dict[str, PriceSettings] = {}
+    features: dict[str, dict[str, Any]] = {}
+    logging: LoggingSettings = LoggingSettings()
+
+    @field_validator("database")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must be sqlite:///PATH or postgresql://...")
+        return value
+
+    @model_validator(mode="after")
+    def _models_name_providers(self) -> Config:
+        for name, model in self.models.items():
+            if model.provider not in self.providers:
+                known = ", ".join(sorted(self.providers)) or "none configured"
+                raise ValueError(
+                    f"models.{name}.provider: unknown provider {model.provider!r} (providers: {known})"
+                )
+        return self
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the YAML file (if any), apply `FAREGATE_A__B=value` overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_yaml(Path(path))
+    _apply_env_overrides(raw, os.environ if environ is None else environ)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """`FAREGATE_SERVER__PORT=4001` sets server.port; `__` separates levels, values parse as YAML."""
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "FAREGATE_CONFIG":
+            continue
+        keys = name[len(ENV_PREFIX) :].lower().split("__")
+        target = raw
+        for key in keys[:-1]:
+            child = target.get(key)
+            if not isinstance(child, dict):
+                child = target[key] = {}
+            target = child
+        target[keys[-1]] = yaml.safe_load(value) if value else value
+
+
+def _describe(exc: ValidationError, path: str | Path | None) -> str:
+    where = f"invalid config{f' in {path}' if path else ''}:"
+    lines = [where]
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"  {key}: {message}" if key else f"  {message}")
+    return "\n".join(lines)

@@ -1,0 +1,55 @@
+"""The ledger's one row per request: what was asked, for whom, what it used and what it cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+NANO = Decimal("1e-9")
+
+
+def usd_to_nanos(usd: Decimal) -> int:
+    """Money is stored as integer nano-dollars: a cached token can cost 0.075 micro-dollars."""
+    return int((usd / NANO).to_integral_value())
+
+
+def nanos_to_usd(nanos: int) -> Decimal:
+    return Decimal(nanos) * NANO
+
+
+@dataclass(slots=True)
+class CostEvent:
+    request_id: str
+    ts: float  # unix seconds when the request was received
+    feature: str
+    team: str
+    template: str
+    cohort: str
+    user: str
+    conversation: str
+    task: str
+    protocol: str  # "openai" | "anthropic": the wire format the client spoke
+    provider: str | None  # configured provider name; None when the request never got that far
+    model_requested: str | None
+    model_used: str | None
+    stream: bool
+    status: int  # HTTP status returned to the client
+    error_kind: str | None  # FareGateError.kind or "upstream_error"; None on success
+    input_tokens: int  # total prompt tokens, cached reads and cache writes included
+    cached_tokens: int  # cache-read tokens
+    cache_write_tokens: int  # all cache-write tokens (5-minute + 1-hour)
+    cache_write_1h_tokens: int  # the 1-hour part of cache_write_tokens
+    output_tokens: int  # reasoning included
+    reasoning_tokens: int
+    usage_estimated: bool  # counted locally because upstream sent no usage
+    price_known: bool
+    cost_nusd: int  # actual cost, nano-dollars
+    baseline_cost_nusd: int  # cost without FareGate's optimisations (equal to cost until they land)
+    latency_ms: float  # total time in FareGate, until the last byte for streams
+    upstream_ms: float | None  # time waiting on the provider (to headers; to last byte for streams)
+    cache_status: str | None = None  # "hit" | "semantic-hit" | "miss" | "bypass"; None: no cache ran
+    tier: str | None = None  # routing tier, once routing lands
+
+    @property
+    def cost_usd(self) -> Decimal:
+        return nanos_to_usd(self.cost_nusd)

@@ -1,0 +1,70 @@
+"""Who a call is for: attribution from `X-FareGate-*` headers and the body's `metadata` object."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from faregate.call import ATTRIBUTION_DIMENSIONS, UNATTRIBUTED, Attribution, Call, Result
+from faregate.errors import InvalidRequest
+from faregate.pipeline.base import Next
+
+HEADER_PREFIX = "x-faregate-"
+_HEADER_DIMENSIONS = {HEADER_PREFIX + d: d for d in ATTRIBUTION_DIMENSIONS}
+# Keys FareGate reads from (and removes from) the body's metadata object.
+_METADATA_KEYS = {d: d for d in ATTRIBUTION_DIMENSIONS} | {f"faregate_{d}": d for d in ATTRIBUTION_DIMENSIONS}
+MAX_VALUE_LENGTH = 256
+
+
+def attribution_from_headers(headers: Mapping[str, str]) -> Attribution:
+    """Headers are read before the body is parsed, so even a malformed request is attributed."""
+    attribution = Attribution()
+    for name, value in headers.items():
+        dimension = _HEADER_DIMENSIONS.get(name.lower())
+        if dimension is not None and value.strip():
+            setattr(attribution, dimension, value.strip()[:MAX_VALUE_LENGTH])
+    return attribution
+
+
+def apply_metadata(call: Call) -> None:
+    """Fill dimensions the headers left open from `metadata`, and strip FareGate's keys from it.
+
+    The provider never sees FareGate's keys: OpenAI would store them, Anthropic rejects unknown ones.
+    """
+    metadata = call.body.get("metadata")
+    if metadata is None:
+        _user_fallback(call)
+        return
+    if not isinstance(metadata, dict):
+        raise InvalidRequest("'metadata' must be an object")
+    found = [key for key in metadata if key in _METADATA_KEYS]
+    for key in found:
+        value = metadata.pop(key)
+        dimension = _METADATA_KEYS[key]
+        if getattr(call.attribution, dimension) == UNATTRIBUTED and _usable(value):
+            setattr(call.attribution, dimension, str(value).strip()[:MAX_VALUE_LENGTH])
+    if found and not metadata:
+        del call.body["metadata"]
+    _user_fallback(call)
+
+
+def _usable(value: Any) -> bool:
+    return isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip() != ""
+
+
+def _user_fallback(call: Call) -> None:
+    """The provider-native end-user id (OpenAI `user`, Anthropic `metadata.user_id`) names the user."""
+    if call.attribution.user != UNATTRIBUTED:
+        return
+    metadata = call.body.get("metadata")
+    native = call.body.get("user") if call.protocol == "openai" else None
+    if native is None and isinstance(metadata, dict):
+        native = metadata.get("user_id")
+    if isinstance(native, str) and native.strip():
+        call.attribution.user = native.strip()[:MAX_VALUE_LENGTH]
+
+
+class Identify:
+    async def __call__(self, call: Call, next: Next) -> Result:
+        apply_metadata(call)
+        return await next(call)

@@ -1,0 +1,117 @@
+"""Settle every call: usage → price → cost event → ledger, failures included.
+
+This is the outermost stage so that nothing a later stage raises escapes unrecorded; a stream is
+settled when it ends, from the usage its tap collected.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import partial
+
+from faregate import tokens
+from faregate.call import Call, Result, Usage
+from faregate.errors import FareGateError
+from faregate.ledger import CostEvent, LedgerWriter, usd_to_nanos
+from faregate.pipeline.base import Next
+from faregate.pricing import PriceBook
+from faregate.protocols import ANTHROPIC_MESSAGES, OPENAI_CHAT, InboundProtocol
+from faregate.providers import Provider
+
+log = logging.getLogger("faregate.settle")
+PROTOCOLS: dict[str, InboundProtocol] = {"openai": OPENAI_CHAT, "anthropic": ANTHROPIC_MESSAGES}
+COST_HEADER = "x-faregate-cost-usd"
+
+
+class Settle:
+    def __init__(self, prices: PriceBook, writer: LedgerWriter, providers: dict[str, Provider]) -> None:
+        self.prices = prices
+        self.writer = writer
+        self.providers = providers
+
+    async def __call__(self, call: Call, next: Next) -> Result:
+        try:
+            result = await next(call)
+        except FareGateError as exc:
+            result = error_result(call, exc)
+        except Exception:
+            log.exception("unexpected error in the pipeline", extra={"request_id": call.request_id})
+            result = error_result(call, FareGateError("FareGate failed to handle the request"))
+        if result.stream is None:
+            self.finish(call, result)
+        else:
+            result.on_complete.append(partial(self.finish, call))
+        return result
+
+    def reject(self, call: Call, error: FareGateError) -> Result:
+        """A request refused before the pipeline (unreadable body): recorded all the same."""
+        result = error_result(call, error)
+        self.finish(call, result)
+        return result
+
+    def finish(self, call: Call, result: Result) -> None:
+        usage, price_known, cost = self._price(call, result)
+        if result.stream is None:
+            result.headers[COST_HEADER] = f"{cost:.9f}"
+        route = call.route
+        attribution = call.attribution
+        nanos = usd_to_nanos(cost)
+        self.writer.submit(
+            CostEvent(
+                request_id=call.request_id,
+                ts=call.received_at,
+                feature=attribution.feature,
+                team=attribution.team,
+                template=attribution.template,
+                cohort=attribution.cohort,
+                user=attribution.user,
+                conversation=attribution.conversation,
+                task=attribution.task,
+                protocol=call.protocol,
+                provider=route.provider if route else None,
+                model_requested=call.model_requested or None,
+                model_used=result.model_used or (route.model if route else None),
+                stream=call.stream,
+                status=result.status,
+                error_kind=result.error_kind,
+                input_tokens=usage.input_tokens,
+                cached_tokens=usage.cache_read_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                cache_write_1h_tokens=usage.cache_write_1h_tokens,
+                output_tokens=usage.output_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                usage_estimated=usage.estimated,
+                price_known=price_known,
+                cost_nusd=nanos,
+                baseline_cost_nusd=nanos,
+                latency_ms=(time.perf_counter() - call.started) * 1000,
+                upstream_ms=result.upstream_ms,
+            )
+        )
+
+    def _price(self, call: Call, result: Result) -> tuple[Usage, bool, Decimal]:
+        route = call.route
+        if route is None:
+            return result.usage or Usage(), True, Decimal(0)
+        usage = result.usage
+        if usage is None:
+            if result.status >= 400:
+                return Usage(), True, Decimal(0)
+            output = "".join(result.output_text)
+            usage = tokens.estimate_usage(call.protocol, route.model, call.body, output)
+        provider = self.providers[route.provider]
+        at = datetime.fromtimestamp(call.received_at, UTC)
+        price = self.prices.cost(result.model_used or route.model, usage, provider=provider.pricing_id, at=at)
+        return usage, price.known, price.usd
+
+
+def error_result(call: Call, error: FareGateError) -> Result:
+    return Result(
+        status=error.status,
+        headers={"content-type": "application/json"},
+        body=PROTOCOLS[call.protocol].render_error(error),
+        error_kind=error.kind,
+    )

@@ -1,0 +1,109 @@
+"""The gateway's state and its request handler, built from a `Config` (nothing at import time)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from faregate.call import Call, Result
+from faregate.config import Config
+from faregate.errors import FareGateError, RequestTooLarge
+from faregate.ledger import LedgerWriter, open_store
+from faregate.pipeline import compose
+from faregate.pipeline.identify import Identify, attribution_from_headers
+from faregate.pipeline.route import ModelCatalogue, Resolve
+from faregate.pipeline.settle import Settle
+from faregate.pipeline.upstream import Upstream
+from faregate.pricing import PriceBook, PriceOverride
+from faregate.protocols import InboundProtocol
+from faregate.protocols.base import parse_json_object
+from faregate.providers import build_providers
+
+REQUEST_ID_HEADER = "x-faregate-request-id"
+
+
+class Gateway:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.providers = build_providers(config)
+        self.catalogue = ModelCatalogue(config, self.providers)
+        self.store = open_store(config.database)
+        self.writer = LedgerWriter(self.store)
+        overrides = {
+            model: PriceOverride(**price.model_dump()) for model, price in config.prices.items()
+        }
+        self.settle = Settle(PriceBook(overrides), self.writer, self.providers)
+        self.upstream = Upstream(self.providers, config.server.connect_timeout_s)
+        self.pipeline = compose([self.settle, Identify(), Resolve(self.catalogue), self.upstream])
+        self.max_body_bytes = config.server.max_body_bytes
+
+    async def start(self) -> None:
+        await self.writer.start()
+        await self.upstream.start()
+
+    async def stop(self) -> None:
+        """Close upstream connections, then drain the ledger: no event is lost on SIGTERM."""
+        await self.upstream.stop()
+        await self.writer.close()
+        self.store.close()
+
+    async def handle(self, request: Request, protocol: InboundProtocol) -> Response:
+        call = Call(
+            request_id=uuid.uuid4().hex,
+            protocol=protocol.name,
+            body={},
+            raw_body=b"",
+            model_requested="",
+            stream=False,
+            headers=request.headers,
+            attribution=attribution_from_headers(request.headers),
+        )
+        try:
+            call.raw_body = await self._read_body(request)
+            call.body = parse_json_object(call.raw_body)
+            if isinstance(model := call.body.get("model"), str):
+                call.model_requested = model  # recorded even if the rest of the body is refused
+            call.model_requested, call.stream = protocol.validate(call.body)
+            call.client_wants_stream_usage = protocol.wants_stream_usage(call.body)
+        except FareGateError as exc:
+            result = self.settle.reject(call, exc)
+        else:
+            result = await self.pipeline(call)
+        return to_response(call, result)
+
+    async def _read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise RequestTooLarge(_too_large(int(declared), self.max_body_bytes))
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise RequestTooLarge(_too_large(size, self.max_body_bytes))
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def models(self) -> list[dict[str, Any]]:
+        return [
+            {"id": name, "provider": route.provider, "upstream_model": route.model}
+            for name, route in self.catalogue.aliases.items()
+        ]
+
+
+def to_response(call: Call, result: Result) -> Response:
+    headers = result.headers
+    headers[REQUEST_ID_HEADER] = call.request_id
+    if result.stream is not None:
+        headers.setdefault("cache-control", "no-cache")
+        return StreamingResponse(
+            result.stream, status_code=result.status, headers=headers, media_type="text/event-stream"
+        )
+    return Response(result.body, status_code=result.status, headers=headers)
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"request body of {size} bytes exceeds the limit of {limit} bytes (server.max_body_bytes)"
