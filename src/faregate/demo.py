@@ -23,15 +23,54 @@ from faregate.server import create_app
 
 # (feature, team, protocol, model, stream, scenario): traffic shaped like a small product's.
 _TRAFFIC: list[tuple[str, str, str, str, bool, Scenario]] = [
-    ("support-chat", "support", "openai", "gpt-4o-mini", False, Scenario(prompt_tokens=2400, cached_tokens=1792)),
-    ("support-chat", "support", "openai", "gpt-4o-mini", True, Scenario(prompt_tokens=2600, cached_tokens=1792)),
-    ("doc-search", "search", "anthropic", "claude-sonnet-4-5", False,
-     Scenario(prompt_tokens=6000, cached_tokens=4000, cache_write_5m_tokens=1500, completion_tokens=300)),
-    ("doc-search", "search", "anthropic", "claude-sonnet-4-5", True,
-     Scenario(prompt_tokens=6200, cached_tokens=5500, completion_tokens=280)),
-    ("code-review", "platform", "openai", "gpt-4.1", False, Scenario(prompt_tokens=9000, completion_tokens=900)),
-    ("contract-review", "legal", "anthropic", "claude-opus-4-1", False,
-     Scenario(prompt_tokens=30000, cache_write_1h_tokens=28000, completion_tokens=1500)),
+    (
+        "support-chat",
+        "support",
+        "openai",
+        "gpt-4o-mini",
+        False,
+        Scenario(prompt_tokens=2400, cached_tokens=1792),
+    ),
+    (
+        "support-chat",
+        "support",
+        "openai",
+        "gpt-4o-mini",
+        True,
+        Scenario(prompt_tokens=2600, cached_tokens=1792),
+    ),
+    (
+        "doc-search",
+        "search",
+        "anthropic",
+        "claude-sonnet-4-5",
+        False,
+        Scenario(prompt_tokens=6000, cached_tokens=4000, cache_write_5m_tokens=1500, completion_tokens=300),
+    ),
+    (
+        "doc-search",
+        "search",
+        "anthropic",
+        "claude-sonnet-4-5",
+        True,
+        Scenario(prompt_tokens=6200, cached_tokens=5500, completion_tokens=280),
+    ),
+    (
+        "code-review",
+        "platform",
+        "openai",
+        "gpt-4.1",
+        False,
+        Scenario(prompt_tokens=9000, completion_tokens=900),
+    ),
+    (
+        "contract-review",
+        "legal",
+        "anthropic",
+        "claude-opus-4-1",
+        False,
+        Scenario(prompt_tokens=30000, cache_write_1h_tokens=28000, completion_tokens=1500),
+    ),
 ]
 
 
@@ -77,13 +116,24 @@ async def _serve_and_send(fake: FakeProvider, config: Config, requests: int, con
 
 
 async def _send(
-    session: aiohttp.ClientSession, base: str, fake: FakeProvider, n: int,
-    feature: str, team: str, protocol: str, model: str, stream: bool, scenario: Scenario,
+    session: aiohttp.ClientSession,
+    base: str,
+    fake: FakeProvider,
+    n: int,
+    feature: str,
+    team: str,
+    protocol: str,
+    model: str,
+    stream: bool,
+    scenario: Scenario,
 ) -> None:
     fake.push(scenario)
     headers = {"x-faregate-feature": feature, "x-faregate-team": team, "x-faregate-user": f"user-{n % 5}"}
-    body: dict[str, Any] = {"model": model, "stream": stream,
-                            "messages": [{"role": "user", "content": f"Question {n}"}]}
+    body: dict[str, Any] = {
+        "model": model,
+        "stream": stream,
+        "messages": [{"role": "user", "content": f"Question {n}"}],
+    }
     if protocol == "openai":
         url = f"{base}/v1/chat/completions"
     else:

@@ -104,7 +104,14 @@ class Settle:
             usage = tokens.estimate_usage(call.protocol, route.model, call.body, output)
         provider = self.providers[route.provider]
         at = datetime.fromtimestamp(call.received_at, UTC)
-        price = self.prices.cost(result.model_used or route.model, usage, provider=provider.pricing_id, at=at)
+        model = result.model_used or route.model
+        try:
+            price = self.prices.cost(model, usage, provider=provider.pricing_id, at=at)
+        except ValueError as exc:  # inconsistent usage from upstream: record it unpriced, loudly
+            log.error(
+                "cannot price usage", extra={"request_id": call.request_id, "model": model, "error": str(exc)}
+            )
+            return usage, False, Decimal(0)
         return usage, price.known, price.usd
 
 

@@ -72,7 +72,9 @@ class Upstream:
         except TimeoutError:
             raise UpstreamTimeout(f"provider '{provider.name}' did not answer in time") from None
         except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"provider '{provider.name}' failed mid-response: {_reason(exc)}") from None
+            raise UpstreamUnavailable(
+                f"provider '{provider.name}' failed mid-response: {_reason(exc)}"
+            ) from None
         finally:
             response.release()
         result = Result(
@@ -105,7 +107,7 @@ class Upstream:
                 rest = tap.flush()
                 if rest:
                     yield rest
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 result.error_kind = "upstream_timeout"
             except aiohttp.ClientError:
                 result.error_kind = "upstream_unavailable"

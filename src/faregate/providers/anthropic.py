@@ -99,9 +99,7 @@ class AnthropicProvider(Provider):
         parts = body.get("content")
         text = ""
         if isinstance(parts, list):
-            text = "".join(
-                p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)
-            )
+            text = "".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
         model = body.get("model")
         return usage_from_anthropic(body.get("usage")), model if isinstance(model, str) else None, text
 

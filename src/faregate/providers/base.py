@@ -40,6 +40,8 @@ class StreamTap(ABC):
 
     def feed(self, data: bytes) -> bytes:
         data = self._pending + data
+        if b"\r" in data:  # some OpenAI-compatible servers frame SSE with CRLF; normalise to LF
+            data = data.replace(b"\r\n", b"\n")
         end = data.rfind(b"\n\n")
         if end < 0:
             self._pending = data

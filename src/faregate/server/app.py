@@ -38,7 +38,12 @@ def create_app(config: Config) -> Starlette:
         entries = gateway.models()
         if "anthropic-version" in request.headers:
             data = [
-                {"type": "model", "id": m["id"], "display_name": m["id"], "created_at": "1970-01-01T00:00:00Z"}
+                {
+                    "type": "model",
+                    "id": m["id"],
+                    "display_name": m["id"],
+                    "created_at": "1970-01-01T00:00:00Z",
+                }
                 for m in entries
             ]
             first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
