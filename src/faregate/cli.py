@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -12,6 +13,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -19,7 +21,8 @@ from faregate.config import Config, load_config
 from faregate.errors import ConfigError
 
 app = typer.Typer(help="FareGate: an LLM cost-optimization gateway.", no_args_is_help=True)
-console = Console()
+# Off a terminal (CI logs, pipes) Rich would wrap tables at 80 columns; reports need more.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 ConfigOption = Annotated[
@@ -126,7 +129,7 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _spend_table(dimensions: list[str], rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Spend", show_footer=bool(rows))
+    table = Table(title="Spend", show_footer=bool(rows), box=box.SIMPLE_HEAD)
     for d in dimensions:
         table.add_column(d, footer="total" if d == dimensions[0] else "")
     numeric = ["requests", "cost_usd", "input_tokens", "cached_tokens", "cache_write_tokens", "output_tokens"]

@@ -42,7 +42,8 @@ def apply_metadata(call: Call) -> None:
         value = metadata.pop(key)
         dimension = _METADATA_KEYS[key]
         if getattr(call.attribution, dimension) == UNATTRIBUTED and _usable(value):
-            setattr(call.attribution, dimension, str(value).strip()[:MAX_VALUE_LENGTH])
+            # PostgreSQL refuses NUL bytes in text; a body can carry them, a header cannot.
+            setattr(call.attribution, dimension, str(value).replace("\x00", "").strip()[:MAX_VALUE_LENGTH])
     if found and not metadata:
         del call.body["metadata"]
     _user_fallback(call)

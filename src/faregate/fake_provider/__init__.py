@@ -1,0 +1,16 @@
+"""A protocol-faithful fake of the OpenAI Chat Completions and Anthropic Messages APIs.
+
+No paid provider is reachable from tests or `faregate demo`, so the gateway talks to this real HTTP
+server on a loopback port instead. It answers in the exact wire formats (bodies, SSE sequences,
+usage blocks, error bodies, request-id headers) with token counts a test scripts per request, so
+cost accounting can be checked to the token.
+
+    with FakeProvider() as fake:
+        fake.push(Scenario(cached_tokens=1000, status=200))
+        client = openai.OpenAI(base_url=fake.url + "/v1", api_key="sk-test")
+"""
+
+from ._common import ReceivedRequest, Scenario
+from ._server import FakeProvider, serve
+
+__all__ = ["FakeProvider", "ReceivedRequest", "Scenario", "serve"]

@@ -1,0 +1,133 @@
+"""What both fake wire formats share: the scenario, the request log entry, ids and SSE framing."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import string
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+# Not a security boundary: ids only need to look like the real ones and not collide in a test run.
+_rng = random.Random()
+_ALNUM = string.ascii_letters + string.digits
+_HEX = "0123456789abcdef"
+
+
+@dataclass
+class Scenario:
+    """How the fake answers the next request(s).
+
+    Token counts are what the provider *reports*, not derived from the prompt, so a test can state
+    the exact usage it wants the gateway to price. `prompt_tokens` is the whole prompt: OpenAI
+    reports it as is (cached part in `prompt_tokens_details`); Anthropic reports the uncached rest
+    as `input_tokens` and cache reads/writes apart, as the real APIs do. When the request's
+    `max_tokens` (or `max_completion_tokens`) is below `completion_tokens`, the reported output is
+    clamped to it and the stop reason becomes `length` / `max_tokens`, again as the real APIs do.
+    """
+
+    text: str = "Hello from the fake provider."
+    prompt_tokens: int = 1200
+    cached_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    completion_tokens: int = 20
+    reasoning_tokens: int = 0
+    include_usage: bool = True
+    status: int = 200
+    error_body: dict[str, Any] | None = None
+    delay: float = 0.0
+    tool_call: bool = False
+    chunks: int = 3
+    # Beyond the brief's minimum: pacing between stream events (time-to-first-token and
+    # incremental-forwarding tests) and the arguments of the tool call.
+    chunk_delay: float = 0.0
+    tool_input: dict[str, Any] = field(default_factory=lambda: {"location": "Paris"})
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedRequest:
+    """One request as the fake saw it; header names are lower-cased (HTTP names are case-blind)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any] | None
+    raw: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """The usage and stop condition of one answer, after clamping to the request's token cap."""
+
+    completion_tokens: int
+    reasoning_tokens: int
+    truncated: bool
+
+
+def output_for(scenario: Scenario, cap: object) -> Output:
+    completion = max(0, scenario.completion_tokens)
+    truncated = False
+    if isinstance(cap, int) and not isinstance(cap, bool) and 0 <= cap < completion:
+        completion, truncated = cap, True
+    return Output(completion, min(max(0, scenario.reasoning_tokens), completion), truncated)
+
+
+def random_id(prefix: str, length: int, alphabet: str = _ALNUM) -> str:
+    return prefix + "".join(_rng.choices(alphabet, k=length))
+
+
+def fingerprint() -> str:
+    return random_id("fp_", 10, _HEX)
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def split_text(text: str, parts: int) -> list[str]:
+    """Cut `text` into at most `parts` contiguous pieces whose concatenation is exactly `text`."""
+    if not text:
+        return []
+    parts = max(1, min(parts, len(text)))
+    size, extra = divmod(len(text), parts)
+    pieces: list[str] = []
+    start = 0
+    for index in range(parts):
+        end = start + size + (1 if index < extra else 0)
+        pieces.append(text[start:end])
+        start = end
+    return pieces
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    """One server-sent event; OpenAI omits the `event:` line, Anthropic names every event."""
+    payload = b"data: " + dumps(data) + b"\n\n"
+    return b"event: " + event.encode() + b"\n" + payload if event else payload
+
+
+async def write_stream(
+    request: web.Request, frames: list[bytes], pause: float, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Send frames one write each (separate chunks), stopping quietly if the client hangs up."""
+    headers["Content-Type"] = "text/event-stream; charset=utf-8"
+    headers["Cache-Control"] = "no-cache"
+    response = web.StreamResponse(headers=headers)
+    await response.prepare(request)
+    try:
+        for index, frame in enumerate(frames):
+            if pause and index:
+                await asyncio.sleep(pause)
+            await response.write(frame)
+        await response.write_eof()
+    except ConnectionError:
+        pass
+    return response

@@ -1,0 +1,118 @@
+"""The shared ledger for N gateway replicas: PostgreSQL through psycopg 3.
+
+The calls are synchronous; the writer runs them in a worker thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
+
+from faregate.ledger import queries
+from faregate.ledger.events import CostEvent
+from faregate.ledger.migrations import POSTGRES, migrate
+from faregate.ledger.store import DEFAULT_FALLBACK, InvalidEventError
+
+_STATEMENTS = queries.statements(POSTGRES)
+# Any constant works: it only has to be the same for every replica running migrations.
+_MIGRATION_LOCK = 0x46415245  # "FARE"
+
+
+class PostgresStore:
+    """A small connection pool, so dashboard reads do not queue behind batch writes.
+
+    The pool replaces connections that broke (a server restart, a failover), so after an outage
+    the writer's retries succeed without anyone reopening the store.
+    """
+
+    def __init__(self, url: str, *, max_connections: int = 4, connect_timeout: float = 10.0) -> None:
+        self._where = _describe(url)
+        # Migrate over a plain connection first: if the server is unreachable or refuses us, the
+        # caller gets libpq's own reason, where a pool would only report a timeout.
+        with psycopg.connect(url, connect_timeout=max(1, round(connect_timeout))) as conn:
+            # Replicas starting together would race to create the same tables; the
+            # transaction-scoped advisory lock makes the second one wait, then find them.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            migrate(lambda sql, params: _fetch(conn, sql, params), POSTGRES)
+        self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_connections,
+            open=False,
+            name="faregate-ledger",
+            num_workers=1,
+        )
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout)
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self._where})"
+
+    @property
+    def fallback_path(self) -> Path:
+        return DEFAULT_FALLBACK
+
+    def write_batch(self, events: Sequence[CostEvent]) -> None:
+        if not events:
+            return
+        params = [queries.event_params(event) for event in events]
+        try:
+            # Leaving the block commits, or rolls back if executemany raised: all or nothing.
+            with self._pool.connection() as conn, conn.cursor() as cur:
+                cur.executemany(_STATEMENTS.insert, params)
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            raise InvalidEventError(f"PostgreSQL refused the events: {_first_line(exc)}") from exc
+        except psycopg.ProgrammingError as exc:
+            if exc.sqlstate is None:  # raised client-side: a value psycopg cannot adapt
+                raise InvalidEventError(f"PostgreSQL refused the events: {_first_line(exc)}") from exc
+            raise
+
+    def spend(self, by: Sequence[str], since: float | None = None) -> list[dict[str, Any]]:
+        sql, params = queries.spend_query(POSTGRES, by, since)
+        with self._pool.connection() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return queries.spend_rows(by, rows)
+
+    def events(self, since: float | None = None, limit: int | None = None) -> list[CostEvent]:
+        sql, params = queries.events_query(POSTGRES, since, limit)
+        with self._pool.connection() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [queries.row_to_event(row) for row in rows]
+
+    def count(self) -> int:
+        with self._pool.connection() as conn:
+            row = conn.execute(_STATEMENTS.count).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _fetch(
+    conn: psycopg.Connection[tuple[Any, ...]], sql: str, params: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    cur = conn.execute(sql, params)
+    return cur.fetchall() if cur.description is not None else []
+
+
+def _describe(url: str) -> str:
+    """Database and host for logs and reprs; never the password."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparsable url>"
+    return f"{info.get('dbname') or '?'} on {info.get('host') or 'localhost'}"
+
+
+def _first_line(exc: BaseException) -> str:
+    """PostgreSQL's DETAIL lines quote the failing row; logs get the message without them."""
+    return str(exc).partition("\n")[0]

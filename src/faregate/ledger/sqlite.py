@@ -1,0 +1,107 @@
+"""The embedded ledger: one SQLite file in WAL mode, the default under `./.faregate/`."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from faregate.ledger import queries
+from faregate.ledger.events import CostEvent
+from faregate.ledger.migrations import SQLITE, migrate
+from faregate.ledger.store import DEFAULT_FALLBACK, InvalidEventError
+
+_STATEMENTS = queries.statements(SQLITE)
+
+
+class SqliteStore:
+    """A single connection shared by the writer thread and readers, serialised by a lock.
+
+    WAL lets other processes (the CLI, a dashboard) read while the gateway writes, and
+    `synchronous=NORMAL` makes a commit cost no fsync: a crash may lose the last commits
+    but never corrupts the file, which is the right trade for a ledger flushed every 50 ms.
+    """
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
+        self.path = Path(path)
+        in_memory = str(path) == ":memory:"
+        if not in_memory:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fallback = (
+            DEFAULT_FALLBACK if in_memory else self.path.with_name(f"{self.path.stem}-fallback.jsonl")
+        )
+        self._lock = threading.Lock()
+        # Autocommit mode (isolation_level=None): transactions are opened explicitly, so
+        # BEGIN IMMEDIATE can take the write lock up front instead of failing half-way.
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            with self._transaction():
+                migrate(self._execute, SQLITE)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r})"
+
+    @property
+    def fallback_path(self) -> Path:
+        return self._fallback
+
+    def write_batch(self, events: Sequence[CostEvent]) -> None:
+        if not events:
+            return
+        params = [queries.event_params(event) for event in events]
+        try:
+            with self._lock, self._transaction():
+                self._conn.executemany(_STATEMENTS.insert, params)
+        except (sqlite3.IntegrityError, sqlite3.DataError, OverflowError) as exc:
+            raise InvalidEventError(f"SQLite refused the events: {exc}") from exc
+        except sqlite3.ProgrammingError as exc:
+            if str(exc).startswith("Error binding parameter"):
+                raise InvalidEventError(f"SQLite refused the events: {exc}") from exc
+            raise
+
+    def spend(self, by: Sequence[str], since: float | None = None) -> list[dict[str, Any]]:
+        sql, params = queries.spend_query(SQLITE, by, since)
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        return queries.spend_rows(by, rows)
+
+    def events(self, since: float | None = None, limit: int | None = None) -> list[CostEvent]:
+        sql, params = queries.events_query(SQLITE, since, limit)
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        return [queries.row_to_event(row) for row in rows]
+
+    def count(self) -> int:
+        with self._lock:
+            (n,) = self._conn.execute(_STATEMENTS.count).fetchone()
+        return int(n)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql, params).fetchall()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT; anything that fails, COMMIT included, rolls the batch back."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException:
+            # SQLite rolls back by itself after some errors (disk full); a second ROLLBACK would
+            # raise and hide the error that matters.
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise

@@ -1,0 +1,78 @@
+"""The small surface every ledger backend offers, and the one place a database URL is read.
+
+Keeping the protocol this narrow is what lets `database: postgresql://...` change nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from faregate.ledger.events import CostEvent
+
+DEFAULT_FALLBACK = Path(".faregate") / "ledger-fallback.jsonl"
+
+
+class InvalidEventError(ValueError):
+    """The database refused the events themselves (a NUL byte, an out-of-range integer).
+
+    Retrying cannot help, unlike a lost connection; the writer sets such events aside instead of
+    letting one bad event hold back every event behind it.
+    """
+
+
+@runtime_checkable
+class LedgerStore(Protocol):
+    @property
+    def fallback_path(self) -> Path:
+        """Where a writer dumps events it could not store, so that none are lost silently."""
+        ...
+
+    def write_batch(self, events: Sequence[CostEvent]) -> None:
+        """Store all events in one transaction; request ids already present are skipped."""
+        ...
+
+    def spend(self, by: Sequence[str], since: float | None = None) -> list[dict[str, Any]]:
+        """Requests, cost (Decimal) and token sums grouped by `by`, most expensive first."""
+        ...
+
+    def events(self, since: float | None = None, limit: int | None = None) -> list[CostEvent]:
+        """Events with `ts >= since`, oldest first."""
+        ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def open_store(url: str) -> LedgerStore:
+    """Open (and migrate) the store a config's `database` value names.
+
+    Accepted: `sqlite:///relative.db`, `sqlite:////absolute.db`, a bare file path, and
+    `postgresql://...` or `postgres://...`.
+    """
+    # Backends are imported on demand so an embedded install never loads libpq, and so the
+    # backends can import DEFAULT_FALLBACK from here without a cycle.
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        from faregate.ledger.sqlite import SqliteStore
+
+        return SqliteStore(Path(url).expanduser())
+    scheme = scheme.lower()
+    if scheme == "sqlite":
+        # Three slashes then the path, as in SQLAlchemy: sqlite:///rel.db, sqlite:////abs.db.
+        if not rest.startswith("/") or rest == "/":
+            raise ValueError("a SQLite database URL needs a path: sqlite:///relative.db or sqlite:////abs.db")
+        from faregate.ledger.sqlite import SqliteStore
+
+        return SqliteStore(Path(rest[1:]).expanduser())
+    if scheme in ("postgresql", "postgres"):
+        from faregate.ledger.postgres import PostgresStore
+
+        return PostgresStore(url)
+    # Only the scheme is echoed back: the rest of the URL may hold a password.
+    raise ValueError(
+        f"unsupported ledger database URL scheme {scheme!r}: use sqlite:///path.db, "
+        "a file path, or postgresql://user@host/dbname"
+    )
