@@ -28,7 +28,12 @@ class WireFormat(Protocol):
     NAME: str
 
     def error_body(
-        self, status: int, message: str | None = None, *, model: str = "", param: str | None = None,
+        self,
+        status: int,
+        message: str | None = None,
+        *,
+        model: str = "",
+        param: str | None = None,
         code: str | None = None,
     ) -> dict[str, Any]: ...
     def new_request_id(self) -> str: ...
@@ -137,8 +142,12 @@ async def _unknown(request: web.Request) -> web.StreamResponse:
     if "anthropic-version" in headers:
         body = anthropic_messages.error_body(404, "Not Found")
         return _json(404, body, anthropic_messages.response_headers(anthropic_messages.new_request_id()))
-    error = {"message": f"Invalid URL ({request.method} {request.path})", "type": "invalid_request_error",
-             "param": None, "code": None}
+    error = {
+        "message": f"Invalid URL ({request.method} {request.path})",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
     return _json(404, {"error": error}, openai_chat.response_headers(openai_chat.new_request_id()))
 
 

@@ -171,8 +171,14 @@ def _content(body: dict[str, Any], scenario: Scenario) -> list[dict[str, Any]]:
     if scenario.text or not scenario.tool_call:
         blocks.append({"type": "text", "text": scenario.text})
     if scenario.tool_call:
-        blocks.append({"type": "tool_use", "id": random_id("toolu_01", 22), "name": _tool_name(body),
-                       "input": scenario.tool_input})
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": random_id("toolu_01", 22),
+                "name": _tool_name(body),
+                "input": scenario.tool_input,
+            }
+        )
     return blocks
 
 
@@ -215,18 +221,27 @@ def stream_events(body: dict[str, Any], scenario: Scenario) -> list[bytes]:
     for index, block in enumerate(_content(body, scenario)):
         if block["type"] == "text":
             opening: dict[str, Any] = {"type": "text", "text": ""}
-            deltas = [{"type": "text_delta", "text": piece}
-                      for piece in split_text(block["text"], scenario.chunks)]
+            deltas = [
+                {"type": "text_delta", "text": piece} for piece in split_text(block["text"], scenario.chunks)
+            ]
         else:
             opening = {**block, "input": {}}
-            deltas = [{"type": "input_json_delta", "partial_json": piece}
-                      for piece in split_text(dumps(block["input"]).decode(), scenario.chunks)]
-        events.append(sse({"type": "content_block_start", "index": index, "content_block": opening},
-                          "content_block_start"))
+            deltas = [
+                {"type": "input_json_delta", "partial_json": piece}
+                for piece in split_text(dumps(block["input"]).decode(), scenario.chunks)
+            ]
+        events.append(
+            sse(
+                {"type": "content_block_start", "index": index, "content_block": opening},
+                "content_block_start",
+            )
+        )
         if index == 0:
             events.append(sse({"type": "ping"}, "ping"))
-        events += [sse({"type": "content_block_delta", "index": index, "delta": delta}, "content_block_delta")
-                   for delta in deltas]
+        events += [
+            sse({"type": "content_block_delta", "index": index, "delta": delta}, "content_block_delta")
+            for delta in deltas
+        ]
         events.append(sse({"type": "content_block_stop", "index": index}, "content_block_stop"))
     delta: dict[str, Any] = {
         "type": "message_delta",

@@ -26,7 +26,14 @@ from ._common import (
 
 NAME = "openai"
 MODELS = (
-    "gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-5", "gpt-5-mini", "gpt-5-nano",
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "gpt-5",
+    "gpt-5-mini",
+    "gpt-5-nano",
 )
 _DONE = b"data: [DONE]\n\n"
 _DEFAULT_TOOL = "get_weather"
@@ -36,8 +43,11 @@ _ERRORS: dict[int, tuple[str, str | None, str]] = {
     400: ("invalid_request_error", None, "Invalid request."),
     401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
     403: ("invalid_request_error", None, "You are not allowed to sample from this model."),
-    404: ("invalid_request_error", "model_not_found",
-          "The model `{model}` does not exist or you do not have access to it."),
+    404: (
+        "invalid_request_error",
+        "model_not_found",
+        "The model `{model}` does not exist or you do not have access to it.",
+    ),
     429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again in 1s."),
     500: ("server_error", None, "The server had an error while processing your request. Sorry about that!"),
     503: ("server_error", None, "The server is overloaded or not ready yet."),
@@ -76,9 +86,13 @@ def response_headers(request_id: str) -> dict[str, str]:
 def check_auth(headers: Mapping[str, str], api_key: str) -> tuple[int, dict[str, Any]] | None:
     auth = headers.get("authorization", "")
     if not auth:
-        return 401, error_body(401, "You didn't provide an API key. You need to provide your API key in "
-                                    "an Authorization header using Bearer auth (i.e. Authorization: "
-                                    "Bearer YOUR_KEY).", code="missing_api_key")
+        return 401, error_body(
+            401,
+            "You didn't provide an API key. You need to provide your API key in "
+            "an Authorization header using Bearer auth (i.e. Authorization: "
+            "Bearer YOUR_KEY).",
+            code="missing_api_key",
+        )
     if auth != f"Bearer {api_key}":
         return 401, error_body(401, "Incorrect API key provided.")
     return None
@@ -99,18 +113,30 @@ def validate(body: dict[str, Any], headers: Mapping[str, str]) -> tuple[int, dic
         return 400, error_body(400, "you must provide a model parameter")
     messages = body.get("messages")
     if messages is None:
-        return 400, error_body(400, "Missing required parameter: 'messages'.", param="messages",
-                               code="missing_required_parameter")
+        return 400, error_body(
+            400,
+            "Missing required parameter: 'messages'.",
+            param="messages",
+            code="missing_required_parameter",
+        )
     if not isinstance(messages, list):
-        return 400, error_body(400, "Invalid type for 'messages': expected an array.", param="messages",
-                               code="invalid_type")
+        return 400, error_body(
+            400, "Invalid type for 'messages': expected an array.", param="messages", code="invalid_type"
+        )
     if not messages:
-        return 400, error_body(400, "Invalid 'messages': empty array. Expected an array with minimum "
-                                    "length 1, but got an empty array instead.", param="messages",
-                               code="empty_array")
+        return 400, error_body(
+            400,
+            "Invalid 'messages': empty array. Expected an array with minimum "
+            "length 1, but got an empty array instead.",
+            param="messages",
+            code="empty_array",
+        )
     if body.get("stream_options") is not None and body.get("stream") is not True:
-        return 400, error_body(400, "The 'stream_options' parameter is only allowed when 'stream' is "
-                                    "enabled.", param="stream_options")
+        return 400, error_body(
+            400,
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+        )
     return None
 
 
@@ -154,22 +180,29 @@ def _finish_reason(scenario: Scenario, out: Output) -> str:
 
 def completion(body: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
     out = output_for(scenario, body.get("max_completion_tokens", body.get("max_tokens")))
-    message: dict[str, Any] = {"role": "assistant", "content": scenario.text, "refusal": None,
-                               "annotations": []}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": scenario.text,
+        "refusal": None,
+        "annotations": [],
+    }
     if scenario.tool_call:
         message["content"] = None
-        message["tool_calls"] = [{
-            "id": random_id("call_", 24),
-            "type": "function",
-            "function": {"name": _tool_name(body), "arguments": dumps(scenario.tool_input).decode()},
-        }]
+        message["tool_calls"] = [
+            {
+                "id": random_id("call_", 24),
+                "type": "function",
+                "function": {"name": _tool_name(body), "arguments": dumps(scenario.tool_input).decode()},
+            }
+        ]
     result: dict[str, Any] = {
         "id": random_id("chatcmpl-", 29),
         "object": "chat.completion",
         "created": now(),
         "model": body["model"],
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": _finish_reason(scenario, out)}],
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": _finish_reason(scenario, out)}
+        ],
         "service_tier": "default",
         "system_fingerprint": fingerprint(),
     }
@@ -205,11 +238,27 @@ def stream_events(body: dict[str, Any], scenario: Scenario) -> list[bytes]:
     frames: list[bytes] = []
     if scenario.tool_call:
         arguments = dumps(scenario.tool_input).decode()
-        frames.append(chunk({"role": "assistant", "content": None, "refusal": None, "tool_calls": [{
-            "index": 0, "id": random_id("call_", 24), "type": "function",
-            "function": {"name": _tool_name(body), "arguments": ""}}]}))
-        frames += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
-                   for piece in split_text(arguments, scenario.chunks)]
+        frames.append(
+            chunk(
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "refusal": None,
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": random_id("call_", 24),
+                            "type": "function",
+                            "function": {"name": _tool_name(body), "arguments": ""},
+                        }
+                    ],
+                }
+            )
+        )
+        frames += [
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+            for piece in split_text(arguments, scenario.chunks)
+        ]
     else:
         frames.append(chunk({"role": "assistant", "content": "", "refusal": None}))
         frames += [chunk({"content": piece}) for piece in split_text(scenario.text, scenario.chunks)]
@@ -227,4 +276,3 @@ async def respond(
         headers["Content-Type"] = "application/json"
         return web.Response(body=dumps(completion(body, scenario)), headers=headers)
     return await write_stream(request, stream_events(body, scenario), scenario.chunk_delay, headers)
-

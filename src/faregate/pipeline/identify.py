@@ -1,13 +1,16 @@
-"""Who a call is for: attribution from `X-FareGate-*` headers and the body's `metadata` object."""
+"""Who a call is for: attribution from `X-FareGate-*` headers and the body's `metadata` object.
+
+Identification runs as soon as the body parses, before validation and before the pipeline, so a
+request FareGate refuses is still attributed to the feature and team that sent it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from faregate.call import ATTRIBUTION_DIMENSIONS, UNATTRIBUTED, Attribution, Call, Result
+from faregate.call import ATTRIBUTION_DIMENSIONS, UNATTRIBUTED, Attribution, Call
 from faregate.errors import InvalidRequest
-from faregate.pipeline.base import Next
 
 HEADER_PREFIX = "x-faregate-"
 _HEADER_DIMENSIONS = {HEADER_PREFIX + d: d for d in ATTRIBUTION_DIMENSIONS}
@@ -63,9 +66,3 @@ def _user_fallback(call: Call) -> None:
         native = metadata.get("user_id")
     if isinstance(native, str) and native.strip():
         call.attribution.user = native.strip()[:MAX_VALUE_LENGTH]
-
-
-class Identify:
-    async def __call__(self, call: Call, next: Next) -> Result:
-        apply_metadata(call)
-        return await next(call)

@@ -18,12 +18,12 @@ from faregate.errors import FareGateError
 from faregate.ledger import CostEvent, LedgerWriter, usd_to_nanos
 from faregate.pipeline.base import Next
 from faregate.pricing import PriceBook
-from faregate.protocols import ANTHROPIC_MESSAGES, OPENAI_CHAT, InboundProtocol
+from faregate.protocols import BY_NAME
 from faregate.providers import Provider
 
 log = logging.getLogger("faregate.settle")
-PROTOCOLS: dict[str, InboundProtocol] = {"openai": OPENAI_CHAT, "anthropic": ANTHROPIC_MESSAGES}
 COST_HEADER = "x-faregate-cost-usd"
+PRICE_KNOWN_HEADER = "x-faregate-price-known"
 
 
 class Settle:
@@ -55,7 +55,10 @@ class Settle:
     def finish(self, call: Call, result: Result) -> None:
         usage, price_known, cost = self._price(call, result)
         if result.stream is None:
-            result.headers[COST_HEADER] = f"{cost:.9f}"
+            if price_known:
+                result.headers[COST_HEADER] = f"{cost:.9f}"
+            else:  # an unknown price is flagged, never shown as $0
+                result.headers[PRICE_KNOWN_HEADER] = "false"
         route = call.route
         attribution = call.attribution
         nanos = usd_to_nanos(cost)
@@ -119,6 +122,6 @@ def error_result(call: Call, error: FareGateError) -> Result:
     return Result(
         status=error.status,
         headers={"content-type": "application/json"},
-        body=PROTOCOLS[call.protocol].render_error(error),
+        body=BY_NAME[call.protocol].render_error(error),
         error_kind=error.kind,
     )

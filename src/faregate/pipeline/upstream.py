@@ -17,7 +17,8 @@ import orjson
 from faregate.call import Call, Result
 from faregate.errors import UpstreamTimeout, UpstreamUnavailable
 from faregate.pipeline.base import Next
-from faregate.providers import Provider, StreamTap
+from faregate.protocols import BY_NAME
+from faregate.providers import Provider
 from faregate.providers.base import PASS_THROUGH_HEADERS, PASS_THROUGH_PREFIXES
 
 
@@ -66,7 +67,7 @@ class Upstream:
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"provider '{provider.name}' is unreachable: {_reason(exc)}") from None
         if call.stream and response.status < 400:
-            return self._relay_stream(provider.stream_tap(call), response, started)
+            return self._relay_stream(call, provider, response, started)
         try:
             data = await response.read()
         except TimeoutError:
@@ -95,10 +96,15 @@ class Upstream:
             result.output_text.append(text)
         return result
 
-    def _relay_stream(self, tap: StreamTap, response: aiohttp.ClientResponse, started: float) -> Result:
+    def _relay_stream(
+        self, call: Call, provider: Provider, response: aiohttp.ClientResponse, started: float
+    ) -> Result:
         result = Result(status=response.status, headers=pass_through_headers(response.headers))
+        tap = provider.stream_tap(call)
+        protocol = BY_NAME[call.protocol]
 
         async def relay() -> AsyncIterator[bytes]:
+            failure: UpstreamTimeout | UpstreamUnavailable | None = None
             try:
                 async for data in response.content.iter_any():
                     out = tap.feed(data)
@@ -108,9 +114,9 @@ class Upstream:
                 if rest:
                     yield rest
             except TimeoutError:
-                result.error_kind = "upstream_timeout"
-            except aiohttp.ClientError:
-                result.error_kind = "upstream_unavailable"
+                failure = UpstreamTimeout(f"provider '{provider.name}' stalled mid-stream")
+            except aiohttp.ClientError as exc:
+                failure = UpstreamUnavailable(f"provider '{provider.name}' failed mid-stream: {_reason(exc)}")
             except (asyncio.CancelledError, GeneratorExit):
                 result.error_kind = "client_disconnected"
                 raise
@@ -118,8 +124,12 @@ class Upstream:
                 response.release()
                 result.upstream_ms = (time.perf_counter() - started) * 1000
                 result.usage, result.model_used, result.output_text = tap.usage, tap.model, tap.text
+                if failure is not None:
+                    result.error_kind = failure.kind
                 for callback in result.on_complete:
                     callback(result)
+            if failure is not None:  # the client already has a 200: tell it in-band
+                yield protocol.render_stream_error(failure)
 
         result.stream = relay()
         return result

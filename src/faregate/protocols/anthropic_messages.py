@@ -39,6 +39,10 @@ class AnthropicMessages(InboundProtocol):
             raise InvalidRequest("stream: must be a boolean")
         return model, stream
 
+    def render_stream_error(self, error: FareGateError) -> bytes:
+        # https://docs.anthropic.com/en/api/messages-streaming#error-events
+        return b"event: error\ndata: " + self.render_error(error) + b"\n\n"
+
     def render_error(self, error: FareGateError) -> bytes:
         return orjson.dumps(
             {

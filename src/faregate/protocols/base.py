@@ -58,5 +58,9 @@ class InboundProtocol(ABC):
     def render_error(self, error: FareGateError) -> bytes:
         """The error body an official SDK of this protocol turns into its typed exception."""
 
+    @abstractmethod
+    def render_stream_error(self, error: FareGateError) -> bytes:
+        """An SSE error event: once a stream has started, a failure can only be told in-band."""
+
     def wants_stream_usage(self, body: dict[str, Any]) -> bool:
         return False

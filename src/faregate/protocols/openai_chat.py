@@ -37,6 +37,10 @@ class OpenAIChat(InboundProtocol):
         options = body.get("stream_options")
         return isinstance(options, dict) and options.get("include_usage") is True
 
+    def render_stream_error(self, error: FareGateError) -> bytes:
+        # The OpenAI SDKs raise APIError on a `data:` event carrying an `error` object.
+        return b"data: " + self.render_error(error) + b"\n\n"
+
     def render_error(self, error: FareGateError) -> bytes:
         return orjson.dumps(
             {

@@ -30,6 +30,16 @@ def usage_from_anthropic(raw: Any) -> Usage | None:
     )
 
 
+def _block_output(block: dict[str, Any]) -> str:
+    """The billed output of one content block: text, thinking, or a tool call's name and input."""
+    if block.get("type") == "tool_use":
+        return f"{block.get('name', '')}{orjson.dumps(block.get('input', {})).decode()}"
+    for key in ("text", "thinking"):
+        if isinstance(value := block.get(key), str):
+            return value
+    return ""
+
+
 class AnthropicStreamTap(StreamTap):
     """Input usage arrives in `message_start`, the running output count in `message_delta`."""
 
@@ -51,9 +61,12 @@ class AnthropicStreamTap(StreamTap):
         elif kind == "message_delta":
             self._add_output(payload.get("usage"))
         elif kind == "content_block_delta":
-            delta = payload.get("delta") or {}
-            if isinstance(delta.get("text"), str):
-                self.text.append(delta["text"])
+            delta = payload.get("delta")
+            if isinstance(delta, dict):
+                # text_delta, input_json_delta (tool input) and thinking_delta are all billed output
+                for key in ("text", "partial_json", "thinking"):
+                    if isinstance(value := delta.get(key), str):
+                        self.text.append(value)
         return True
 
     def _add_output(self, raw: Any) -> None:
@@ -97,9 +110,9 @@ class AnthropicProvider(Provider):
 
     def read_response(self, body: dict[str, Any]) -> tuple[Usage | None, str | None, str]:
         parts = body.get("content")
-        text = ""
-        if isinstance(parts, list):
-            text = "".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
+        text = (
+            "".join(_block_output(p) for p in parts if isinstance(p, dict)) if isinstance(parts, list) else ""
+        )
         model = body.get("model")
         return usage_from_anthropic(body.get("usage")), model if isinstance(model, str) else None, text
 

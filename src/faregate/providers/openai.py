@@ -23,6 +23,21 @@ def usage_from_openai(raw: Any) -> Usage | None:
     )
 
 
+def _collect_output(message: dict[str, Any], output: list[str]) -> None:
+    """Text and tool-call names and arguments: all of it is billed output when usage must be estimated."""
+    content = message.get("content")
+    if isinstance(content, str):
+        output.append(content)
+    tool_calls = message.get("tool_calls")
+    if isinstance(tool_calls, list):
+        for tool_call in tool_calls:
+            function = tool_call.get("function") if isinstance(tool_call, dict) else None
+            if isinstance(function, dict):
+                output.extend(
+                    v for v in (function.get("name"), function.get("arguments")) if isinstance(v, str)
+                )
+
+
 class OpenAIStreamTap(StreamTap):
     """Collects usage from the final chunk and hides that chunk when the client did not ask for it.
 
@@ -49,8 +64,8 @@ class OpenAIStreamTap(StreamTap):
         choices = chunk.get("choices")
         if choices:
             delta = choices[0].get("delta") if isinstance(choices[0], dict) else None
-            if isinstance(delta, dict) and isinstance(delta.get("content"), str):
-                self.text.append(delta["content"])
+            if isinstance(delta, dict):
+                _collect_output(delta, self.text)
         usage = usage_from_openai(chunk.get("usage"))
         if usage is None:
             return True
@@ -85,14 +100,18 @@ class OpenAIProvider(Provider):
         return body
 
     def read_response(self, body: dict[str, Any]) -> tuple[Usage | None, str | None, str]:
-        text = ""
+        output: list[str] = []
         choices = body.get("choices")
         if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-            message = choices[0].get("message") or {}
-            content = message.get("content") if isinstance(message, dict) else None
-            text = content if isinstance(content, str) else ""
+            message = choices[0].get("message")
+            if isinstance(message, dict):
+                _collect_output(message, output)
         model = body.get("model")
-        return usage_from_openai(body.get("usage")), model if isinstance(model, str) else None, text
+        return (
+            usage_from_openai(body.get("usage")),
+            model if isinstance(model, str) else None,
+            "".join(output),
+        )
 
     def stream_tap(self, call: Call) -> StreamTap:
         return OpenAIStreamTap(show_usage_chunk=call.client_wants_stream_usage)

@@ -15,7 +15,7 @@ from faregate.config import Config
 from faregate.errors import FareGateError, RequestTooLarge
 from faregate.ledger import LedgerWriter, open_store
 from faregate.pipeline import compose
-from faregate.pipeline.identify import Identify, attribution_from_headers
+from faregate.pipeline.identify import apply_metadata, attribution_from_headers
 from faregate.pipeline.route import ModelCatalogue, Resolve
 from faregate.pipeline.settle import Settle
 from faregate.pipeline.upstream import Upstream
@@ -37,7 +37,7 @@ class Gateway:
         overrides = {model: PriceOverride(**price.model_dump()) for model, price in config.prices.items()}
         self.settle = Settle(PriceBook(overrides), self.writer, self.providers)
         self.upstream = Upstream(self.providers, config.server.connect_timeout_s)
-        self.pipeline = compose([self.settle, Identify(), Resolve(self.catalogue), self.upstream])
+        self.pipeline = compose([self.settle, Resolve(self.catalogue), self.upstream])
         self.max_body_bytes = config.server.max_body_bytes
 
     async def start(self) -> None:
@@ -68,6 +68,7 @@ class Gateway:
             call.body = parse_json_object(call.raw_body)
             if isinstance(model := call.body.get("model"), str):
                 call.model_requested = model  # recorded even if the rest of the body is refused
+            apply_metadata(call)  # attributed even if the rest of the body is refused
             call.model_requested, call.stream = protocol.validate(call.body)
             call.client_wants_stream_usage = protocol.wants_stream_usage(call.body)
         except FareGateError as exc:
