@@ -9,7 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from faregate.anatomy import Anatomy
 
 Protocol = Literal["openai", "anthropic"]
 
@@ -80,6 +85,7 @@ class Call:
     headers: Mapping[str, str]
     attribution: Attribution = field(default_factory=Attribution)
     route: Route | None = None
+    anatomy: asyncio.Future[Anatomy | None] | None = None  # set by the anatomy stage, read at settle
     client_wants_stream_usage: bool = False
     received_at: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)

@@ -7,6 +7,7 @@ key (`providers.openai.type: ...`), not surface later as a 500 on some request.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -82,6 +83,24 @@ class PriceSettings(_Strict):
     cache_write_1h_mtok: Decimal | None = Field(default=None, ge=0)
 
 
+class FeatureSettings(_Strict):
+    """Per-feature policies. Optimisation stages add their own keys here as they land."""
+
+    # Regexes whose matches in the last user turn are retrieved context, not the user's query
+    # (beside the built-in <context>, <documents>, <document>, <retrieved>, <search_results> tags).
+    context_patterns: list[str] = []
+
+    @field_validator("context_patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+        return patterns
+
+
 class LoggingSettings(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "text"] = "auto"
@@ -93,7 +112,7 @@ class Config(_Strict):
     providers: dict[str, ProviderSettings] = {}
     models: dict[str, ModelSettings] = {}
     prices: dict[str, PriceSettings] = {}
-    features: dict[str, dict[str, Any]] = {}
+    features: dict[str, FeatureSettings] = {}
     logging: LoggingSettings = LoggingSettings()
 
     @field_validator("database")

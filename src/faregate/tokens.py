@@ -22,12 +22,18 @@ import tiktoken
 from faregate.call import Usage
 
 __all__ = [
+    "PER_MESSAGE_TOKENS",
+    "PER_NAME_TOKENS",
+    "REPLY_PRIMING_TOKENS",
+    "count_content_anthropic",
+    "count_content_openai",
     "count_messages_anthropic",
     "count_messages_openai",
     "count_text",
     "encoding_for_model",
     "estimate_usage",
     "preload",
+    "remember_count",
 ]
 
 # Patterns and special tokens copied from tiktoken_ext/openai_public.py (tiktoken 0.14); a test checks
@@ -72,6 +78,10 @@ _CL100K_MODELS = re.compile(r"^(?:gpt-4|gpt-3\.5|gpt-35|text-embedding-)")
 _PER_MESSAGE = 3
 _PER_NAME = 1
 _REPLY_PRIMING = 3
+# The same numbers under public names, for callers that split a count into parts (anatomy.py).
+PER_MESSAGE_TOKENS = _PER_MESSAGE
+PER_NAME_TOKENS = _PER_NAME
+REPLY_PRIMING_TOKENS = _REPLY_PRIMING
 # Images cost a function of their size, which we do not decode on the request path, so a flat
 # estimate: OpenAI high detail for a 1024x1024 image is 85 + 4 tiles x 170 = 765, low detail is 85;
 # Anthropic bills about width*height/750, capped near 1,600 for a full-size (1.15 MP) image.
@@ -295,3 +305,26 @@ def estimate_usage(protocol: str, model: str, body: Mapping[str, Any], output_te
     else:
         raise ValueError(f"unknown protocol {protocol!r}; expected 'openai' or 'anthropic'")
     return Usage(input_tokens=prompt, output_tokens=count_text(model, output_text), estimated=True)
+
+
+def count_content_openai(model: str, content: Any) -> int:
+    """Tokens of one Chat Completions message's `content` (a string, a list of parts, anything else),
+    exactly as `count_messages_openai` counts it, without the message's framing, role or name.
+    """
+    return _openai_content(model, content)
+
+
+def count_content_anthropic(model: str, content: Any) -> int:
+    """Tokens of one Messages `content` (or `system`): a string or a list of blocks, exactly as
+    `count_messages_anthropic` counts it, without the message's framing.
+    """
+    return _anthropic_blocks(model, content)
+
+
+def remember_count(model: str, text: str, count: int) -> None:
+    """Memoise `count` as the tokens of `text`, for a caller that counted it exactly in pieces (anatomy
+    counts the last user turn around its context spans); a later `count_text(model, text)`, when the
+    turn has become history, is then a memo hit. Texts too short to memoise are ignored.
+    """
+    if len(text) >= _MEMO_MIN_CHARS:
+        _memo.put((encoding_for_model(model).name, text), count)

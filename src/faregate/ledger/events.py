@@ -49,6 +49,14 @@ class CostEvent:
     upstream_ms: float | None  # time waiting on the provider (to headers; to last byte for streams)
     cache_status: str | None = None  # "hit" | "semantic-hit" | "miss" | "bypass"; None: no cache ran
     tier: str | None = None  # routing tier, once routing lands
+    # Prompt anatomy: input tokens by component, summing to input_tokens when usage was reported
+    # (scaled to the provider's total); 0 when the request never reached the anatomy stage.
+    system_tokens: int = 0
+    tools_tokens: int = 0
+    history_tokens: int = 0
+    context_tokens: int = 0
+    query_tokens: int = 0
+    overhead_tokens: int = 0
 
     @property
     def cost_usd(self) -> Decimal:

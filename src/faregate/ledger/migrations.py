@@ -88,6 +88,12 @@ def m001_create_events(d: Dialect) -> list[str]:
     ]
 
 
+@migration
+def m002_anatomy_columns(d: Dialect) -> list[str]:
+    components = ("system", "tools", "history", "context", "query", "overhead")
+    return [f"ALTER TABLE events ADD COLUMN {c}_tokens {d.bigint} NOT NULL DEFAULT 0" for c in components]
+
+
 def migrate(execute: Execute, dialect: Dialect) -> list[str]:
     """Apply the pending migrations and return their names.
 

@@ -6,6 +6,7 @@ settled when it ends, from the usage its tap collected.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from decimal import Decimal
 from functools import partial
 
 from faregate import tokens
+from faregate.anatomy import Anatomy
 from faregate.call import Call, Result, Usage
 from faregate.errors import FareGateError
 from faregate.ledger import CostEvent, LedgerWriter, usd_to_nanos
@@ -41,10 +43,20 @@ class Settle:
             log.exception("unexpected error in the pipeline", extra={"request_id": call.request_id})
             result = error_result(call, FareGateError("FareGate failed to handle the request"))
         if result.stream is None:
+            if call.anatomy is not None and not call.anatomy.done():
+                await asyncio.wait([call.anatomy])
             self.finish(call, result)
         else:
-            result.on_complete.append(partial(self.finish, call))
+            result.on_complete.append(partial(self._finish_when_measured, call))
         return result
+
+    def _finish_when_measured(self, call: Call, result: Result) -> None:
+        """Stream ends are settled from a callback; wait for the anatomy without blocking it."""
+        pending = call.anatomy
+        if pending is not None and not pending.done():
+            pending.add_done_callback(lambda _: self.finish(call, result))
+        else:
+            self.finish(call, result)
 
     def reject(self, call: Call, error: FareGateError) -> Result:
         """A request refused before the pipeline (unreadable body): recorded all the same."""
@@ -62,38 +74,42 @@ class Settle:
         route = call.route
         attribution = call.attribution
         nanos = usd_to_nanos(cost)
-        self.writer.submit(
-            CostEvent(
-                request_id=call.request_id,
-                ts=call.received_at,
-                feature=attribution.feature,
-                team=attribution.team,
-                template=attribution.template,
-                cohort=attribution.cohort,
-                user=attribution.user,
-                conversation=attribution.conversation,
-                task=attribution.task,
-                protocol=call.protocol,
-                provider=route.provider if route else None,
-                model_requested=call.model_requested or None,
-                model_used=result.model_used or (route.model if route else None),
-                stream=call.stream,
-                status=result.status,
-                error_kind=result.error_kind,
-                input_tokens=usage.input_tokens,
-                cached_tokens=usage.cache_read_tokens,
-                cache_write_tokens=usage.cache_write_tokens,
-                cache_write_1h_tokens=usage.cache_write_1h_tokens,
-                output_tokens=usage.output_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
-                usage_estimated=usage.estimated,
-                price_known=price_known,
-                cost_nusd=nanos,
-                baseline_cost_nusd=nanos,
-                latency_ms=(time.perf_counter() - call.started) * 1000,
-                upstream_ms=result.upstream_ms,
-            )
+        event = CostEvent(
+            request_id=call.request_id,
+            ts=call.received_at,
+            feature=attribution.feature,
+            team=attribution.team,
+            template=attribution.template,
+            cohort=attribution.cohort,
+            user=attribution.user,
+            conversation=attribution.conversation,
+            task=attribution.task,
+            protocol=call.protocol,
+            provider=route.provider if route else None,
+            model_requested=call.model_requested or None,
+            model_used=result.model_used or (route.model if route else None),
+            stream=call.stream,
+            status=result.status,
+            error_kind=result.error_kind,
+            input_tokens=usage.input_tokens,
+            cached_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            cache_write_1h_tokens=usage.cache_write_1h_tokens,
+            output_tokens=usage.output_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            usage_estimated=usage.estimated,
+            price_known=price_known,
+            cost_nusd=nanos,
+            baseline_cost_nusd=nanos,
+            latency_ms=(time.perf_counter() - call.started) * 1000,
+            upstream_ms=result.upstream_ms,
         )
+        anatomy = _measured(call)
+        if anatomy is not None:
+            if result.usage is not None and usage.input_tokens:
+                anatomy = anatomy.scaled_to(usage.input_tokens)  # the provider's count is the bill
+            _record_anatomy(event, anatomy)
+        self.writer.submit(event)
 
     def _price(self, call: Call, result: Result) -> tuple[Usage, bool, Decimal]:
         route = call.route
@@ -116,6 +132,22 @@ class Settle:
             )
             return usage, False, Decimal(0)
         return usage, price.known, price.usd
+
+
+def _measured(call: Call) -> Anatomy | None:
+    pending = call.anatomy
+    if pending is None or not pending.done() or pending.cancelled():
+        return None
+    return pending.result()
+
+
+def _record_anatomy(event: CostEvent, anatomy: Anatomy) -> None:
+    event.system_tokens = anatomy.system
+    event.tools_tokens = anatomy.tools
+    event.history_tokens = anatomy.history
+    event.context_tokens = anatomy.context
+    event.query_tokens = anatomy.query
+    event.overhead_tokens = anatomy.overhead
 
 
 def error_result(call: Call, error: FareGateError) -> Result:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from starlette.requests import Request
@@ -15,6 +16,7 @@ from faregate.config import Config
 from faregate.errors import FareGateError, RequestTooLarge
 from faregate.ledger import LedgerWriter, open_store
 from faregate.pipeline import compose
+from faregate.pipeline.anatomy import AnatomyStage
 from faregate.pipeline.identify import apply_metadata, attribution_from_headers
 from faregate.pipeline.route import ModelCatalogue, Resolve
 from faregate.pipeline.settle import Settle
@@ -37,7 +39,15 @@ class Gateway:
         overrides = {model: PriceOverride(**price.model_dump()) for model, price in config.prices.items()}
         self.settle = Settle(PriceBook(overrides), self.writer, self.providers)
         self.upstream = Upstream(self.providers, config.server.connect_timeout_s)
-        self.pipeline = compose([self.settle, Resolve(self.catalogue), self.upstream])
+        self.measure_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="faregate-measure")
+        self.pipeline = compose(
+            [
+                self.settle,
+                Resolve(self.catalogue),
+                AnatomyStage(config.features, self.measure_pool),
+                self.upstream,
+            ]
+        )
         self.max_body_bytes = config.server.max_body_bytes
 
     async def start(self) -> None:
@@ -51,6 +61,7 @@ class Gateway:
         await self.upstream.stop()
         await self.writer.close()
         self.store.close()
+        self.measure_pool.shutdown(wait=False)
 
     async def handle(self, request: Request, protocol: InboundProtocol) -> Response:
         call = Call(

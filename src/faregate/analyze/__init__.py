@@ -1,0 +1,1 @@
+"""Offline log analysis: savings simulation and reports (terminal, HTML, JSON)."""
