@@ -93,8 +93,9 @@ ANTHROPIC_IMAGE_TOKENS = 1600
 ANTHROPIC_TOOL_SYSTEM_PROMPT_TOKENS = 346
 
 # Texts at least this long are memoised: system prompts and tool definitions repeat on every request,
-# and hashing a string costs a few percent of encoding it. Shorter texts encode in about a microsecond.
-_MEMO_MIN_CHARS = 256
+# and hashing a string costs a few percent of encoding it. Encoding costs ~35 µs per 1,000 characters
+# here, so even a 64-character system prompt is cheaper to look up (~0.3 µs) than to encode (~2 µs).
+_MEMO_MIN_CHARS = 64
 _MEMO_MAX_CHARS = 8_000_000  # total characters the memo may hold (tens of MB at most)
 
 

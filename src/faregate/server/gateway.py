@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
+import gc
+import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -55,6 +57,10 @@ class Gateway:
         await asyncio.to_thread(tokens.preload)
         await self.writer.start()
         await self.upstream.start()
+        # ~64k long-lived objects (price tables, tokenizers) exist by now; a full collection walked
+        # them all every few hundred ms under load (18 ms pauses, the c16 p99). Freeze them.
+        gc.collect()
+        gc.freeze()
 
     async def stop(self) -> None:
         """Close upstream connections, then drain the ledger: no event is lost on SIGTERM."""
@@ -65,7 +71,7 @@ class Gateway:
 
     async def handle(self, request: Request, protocol: InboundProtocol) -> Response:
         call = Call(
-            request_id=uuid.uuid4().hex,
+            request_id=new_request_id(),
             protocol=protocol.name,
             body={},
             raw_body=b"",
@@ -106,6 +112,15 @@ class Gateway:
             {"id": name, "provider": route.provider, "upstream_model": route.model}
             for name, route in self.catalogue.aliases.items()
         ]
+
+
+def new_request_id() -> str:
+    """Time-ordered and unique across replicas (64 random bits).
+
+    The ledger's primary key is the request id; random keys (uuid4) make each insert land on a
+    random B-tree page, which measured 3x slower per row at 200k rows than time-ordered keys.
+    """
+    return f"{time.time_ns():016x}{random.getrandbits(64):016x}"
 
 
 def to_response(call: Call, result: Result) -> Response:
