@@ -35,6 +35,12 @@ class Format(StrEnum):
     json = "json"
 
 
+class ReportFormat(StrEnum):
+    table = "table"
+    json = "json"
+    html = "html"
+
+
 def _load(config_path: Path | None) -> Config:
     try:
         return load_config(config_path)
@@ -146,8 +152,52 @@ def _cell(name: str, value: Any) -> str:
 
 
 @app.command()
+def analyze(
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="JSON Lines request logs (.jsonl or .jsonl.gz).")
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(help="Analyze a FareGate ledger instead (sqlite:///... or postgresql://...)."),
+    ] = None,
+    format: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.table,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the report here instead of standard output.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Where the tokens go, and what each optimisation would save, from your own request logs.
+
+    Example: faregate analyze requests.jsonl.gz --format html --out report.html
+    """
+    from faregate.analyze.command import run_analyze
+
+    settings = _load(config) if config else None
+    code = run_analyze(files or [], db=db, format=format.value, out=out, config=settings, console=console)
+    raise typer.Exit(code)
+
+
+@app.command()
+def simulate(
+    requests: Annotated[int, typer.Option(help="How many requests to generate.")] = 2000,
+    out: Annotated[Path, typer.Option(help="Where to write the JSON Lines log (.gz to compress).")] = Path(
+        "workload.jsonl"
+    ),
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same log.")] = 7,
+) -> None:
+    """Write a realistic mixed workload (support FAQ, document analysis, multi-turn chat) as a log.
+
+    Example: faregate simulate --requests 5000 --out workload.jsonl && faregate analyze workload.jsonl
+    """
+    from faregate.simulate import write_workload
+
+    written = write_workload(requests=requests, out=out, seed=seed, console=console)
+    console.print(f"wrote {written} requests to {out}")
+
+
+@app.command()
 def demo(
-    requests: Annotated[int, typer.Option(help="How many requests to send through the gateway.")] = 24,
+    requests: Annotated[int, typer.Option(help="How many requests to send through the gateway.")] = 2000,
     db: Annotated[str, typer.Option(help="Ledger for the demo.")] = "sqlite:///.faregate/demo.db",
 ) -> None:
     """Start a local fake provider and the gateway, send attributed traffic, print the ledger."""
