@@ -1,4 +1,4 @@
-"""The `faregate` command line: serve, spend, demo (later: analyze, router, cache, history)."""
+"""The `faregate` command line: serve, spend, analyze, simulate, demo."""
 
 from __future__ import annotations
 
@@ -200,7 +200,10 @@ def demo(
     requests: Annotated[int, typer.Option(help="How many requests to send through the gateway.")] = 2000,
     db: Annotated[str, typer.Option(help="Ledger for the demo.")] = "sqlite:///.faregate/demo.db",
 ) -> None:
-    """Start a local fake provider and the gateway, send attributed traffic, print the ledger."""
+    """Send a simulated day of traffic through the real gateway and print where the tokens go.
+
+    Example: faregate demo --requests 2000
+    """
     from faregate.demo import run_demo
 
     run_demo(requests=requests, database=db, console=console)
