@@ -21,41 +21,23 @@ from typer.testing import CliRunner
 from faregate.cli import app, parse_since
 from faregate.fake_provider import FakeProvider
 from faregate.ledger import CostEvent, open_store, usd_to_nanos
+from tests.ledger import make_event
 
 runner = CliRunner()
 
 
 def event(request_id: str, feature: str, team: str, cost: str, ts: float, **tokens: int) -> CostEvent:
     nanos = usd_to_nanos(Decimal(cost))
-    return CostEvent(
+    return make_event(
         request_id=request_id,
         ts=ts,
         feature=feature,
         team=team,
-        template="unattributed",
-        cohort="unattributed",
-        user="unattributed",
-        conversation="unattributed",
-        task="unattributed",
-        protocol="openai",
-        provider="openai",
-        model_requested="gpt-4o-mini",
-        model_used="gpt-4o-mini",
-        stream=False,
-        status=200,
-        error_kind=None,
-        input_tokens=tokens.get("input", 0),
-        cached_tokens=tokens.get("cached", 0),
-        cache_write_tokens=0,
-        cache_write_1h_tokens=0,
-        output_tokens=tokens.get("output", 0),
-        reasoning_tokens=0,
-        usage_estimated=False,
-        price_known=True,
         cost_nusd=nanos,
         baseline_cost_nusd=nanos,
-        latency_ms=1.0,
-        upstream_ms=0.5,
+        input_tokens=tokens.get("input", 0),
+        cached_tokens=tokens.get("cached", 0),
+        output_tokens=tokens.get("output", 0),
     )
 
 

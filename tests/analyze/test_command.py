@@ -25,6 +25,7 @@ from faregate.analyze.reader import ErrorLog, open_input
 from faregate.analyze.report import Analyzer
 from faregate.config import Config
 from faregate.ledger import CostEvent, open_store
+from tests.ledger import make_event
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "analyze-report.md"
 SYSTEM = "You are the support assistant for Acme Parcel. " * 60  # ~600 tokens, stable
@@ -254,40 +255,22 @@ def test_config_prices_and_context_patterns(tmp_path: Path) -> None:
 
 
 def event(n: int, **overrides: Any) -> CostEvent:
+    """A gpt-4o ledger event with a known split: 2,000 system + 500 history + 480 query + 20 framing."""
     fields: dict[str, Any] = {
         "request_id": f"req-{n:05d}",
         "ts": 1_741_000_000.0 + n,
-        "feature": "chat",
-        "team": "core",
-        "template": "unattributed",
-        "cohort": "unattributed",
-        "user": "u1",
-        "conversation": "unattributed",
-        "task": "unattributed",
-        "protocol": "openai",
-        "provider": "openai",
         "model_requested": "gpt-4o",
         "model_used": "gpt-4o",
-        "stream": False,
-        "status": 200,
-        "error_kind": None,
         "input_tokens": 3000,
-        "cached_tokens": 0,
-        "cache_write_tokens": 0,
-        "cache_write_1h_tokens": 0,
         "output_tokens": 100,
-        "reasoning_tokens": 0,
-        "usage_estimated": False,
-        "price_known": True,
         "cost_nusd": 8_500_000,
         "baseline_cost_nusd": 8_500_000,
-        "latency_ms": 10.0,
-        "upstream_ms": 9.0,
+        "system_tokens": 2000,
+        "history_tokens": 500,
+        "query_tokens": 480,
+        "overhead_tokens": 20,
     }
-    components = {"system_tokens": 2000, "history_tokens": 500, "query_tokens": 480, "overhead_tokens": 20}
-    fields.update({k: v for k, v in components.items() if k in CostEvent.__dataclass_fields__})
-    fields.update(overrides)
-    return CostEvent(**fields)
+    return make_event(**{**fields, **overrides})
 
 
 def test_a_sqlite_ledger(tmp_path: Path) -> None:
