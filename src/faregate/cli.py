@@ -143,7 +143,8 @@ def _spend_table(dimensions: list[str], rows: list[dict[str, Any]]) -> Table:
         total = sum((r[name] for r in rows), Decimal(0) if name == "cost_usd" else 0)
         table.add_column(name, justify="right", footer=_cell(name, total))
     for row in rows:
-        table.add_row(*[str(row[d]) for d in dimensions], *[_cell(n, row[n]) for n in numeric])
+        keys = ["-" if row[d] is None else str(row[d]) for d in dimensions]
+        table.add_row(*keys, *[_cell(n, row[n]) for n in numeric])
     return table
 
 
