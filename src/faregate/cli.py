@@ -13,12 +13,11 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich import box
 from rich.console import Console
-from rich.table import Table
 
 from faregate.config import Config, load_config
 from faregate.errors import ConfigError
+from faregate.spend import spend_table
 
 app = typer.Typer(help="FareGate: an LLM cost-optimization gateway.", no_args_is_help=True)
 # Off a terminal (CI logs, pipes) Rich would wrap tables at 80 columns; reports need more.
@@ -127,29 +126,11 @@ def spend(
     if format is Format.json:
         typer.echo(orjson.dumps({"rows": [_jsonable(r) for r in rows]}, option=orjson.OPT_INDENT_2))
         return
-    console.print(_spend_table(dimensions, rows))
+    console.print(spend_table(dimensions, rows))
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return {k: float(v) if isinstance(v, Decimal) else v for k, v in row.items()}
-
-
-def _spend_table(dimensions: list[str], rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Spend", show_footer=bool(rows), box=box.SIMPLE_HEAD)
-    for d in dimensions:
-        table.add_column(d, footer="total" if d == dimensions[0] else "")
-    numeric = ["requests", "cost_usd", "input_tokens", "cached_tokens", "cache_write_tokens", "output_tokens"]
-    for name in numeric:
-        total = sum((r[name] for r in rows), Decimal(0) if name == "cost_usd" else 0)
-        table.add_column(name, justify="right", footer=_cell(name, total))
-    for row in rows:
-        keys = ["-" if row[d] is None else str(row[d]) for d in dimensions]
-        table.add_row(*keys, *[_cell(n, row[n]) for n in numeric])
-    return table
-
-
-def _cell(name: str, value: Any) -> str:
-    return f"${value:,.6f}" if name == "cost_usd" else f"{value:,}"
 
 
 @app.command()

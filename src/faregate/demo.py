@@ -36,6 +36,7 @@ from faregate.fake_provider import FakeProvider, Scenario
 from faregate.ledger import open_store
 from faregate.server import create_app
 from faregate.simulate import generate_workload
+from faregate.spend import spend_table
 
 DEMO_SEED = 7
 DEMO_DIR = Path(".faregate")
@@ -232,14 +233,12 @@ def _report(database: str, console: Console) -> None:
 
 
 def _print_spend(database: str, console: Console) -> None:
-    from faregate.cli import _spend_table
-
     store = open_store(database)
     try:
         rows = store.spend(["feature", "team"], None)
     finally:
         store.close()
-    console.print(_spend_table(["feature", "team"], rows))
+    console.print(spend_table(["feature", "team"], rows))
 
 
 def _print_where(database: str, console: Console) -> None:

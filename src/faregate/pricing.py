@@ -37,8 +37,9 @@ from genai_prices import data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, TieredPrices
 
 from faregate.call import Usage
+from faregate.config import PriceSettings
 
-__all__ = ["Price", "PriceBook", "PriceOverride", "to_genai_usage"]
+__all__ = ["Price", "PriceBook", "PriceOverride", "overrides_from_config", "to_genai_usage"]
 
 logger = logging.getLogger(__name__)
 
@@ -311,3 +312,8 @@ def _from_override(o: PriceOverride) -> _Plan:
         # the documented fallback for the 5-minute part is the input price.
         return _Plan(o.input_mtok, o.cache_read_mtok, o.input_mtok, write_1h, o.output_mtok, None, None)
     return _Plan(o.input_mtok, o.cache_read_mtok, o.cache_write_mtok, write_1h, o.output_mtok, None, None)
+
+
+def overrides_from_config(prices: Mapping[str, PriceSettings]) -> dict[str, PriceOverride]:
+    """The config's `prices:` section as overrides; the gateway and the analyzer both price this way."""
+    return {model: PriceOverride(**price.model_dump()) for model, price in prices.items()}

@@ -32,7 +32,7 @@ from faregate.analyze.render_table import render_table
 from faregate.analyze.report import Analyzer
 from faregate.config import Config
 from faregate.ledger.events import CostEvent
-from faregate.pricing import PriceOverride
+from faregate.pricing import overrides_from_config
 
 __all__ = ["ByteProgress", "analyze_files", "ledger_events", "observer_settings", "redact_url", "run_analyze"]
 
@@ -181,9 +181,7 @@ def observer_settings(config: Config | None) -> ObserverSettings:
     if config is None:
         return ObserverSettings()
     return ObserverSettings(
-        price_overrides={
-            model: PriceOverride(**price.model_dump()) for model, price in config.prices.items()
-        },
+        price_overrides=overrides_from_config(config.prices),
         context_patterns={
             name: list(feature.context_patterns)
             for name, feature in config.features.items()

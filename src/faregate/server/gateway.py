@@ -23,7 +23,7 @@ from faregate.pipeline.identify import apply_metadata, attribution_from_headers
 from faregate.pipeline.route import ModelCatalogue, Resolve
 from faregate.pipeline.settle import Settle
 from faregate.pipeline.upstream import Upstream
-from faregate.pricing import PriceBook, PriceOverride
+from faregate.pricing import PriceBook, overrides_from_config
 from faregate.protocols import InboundProtocol
 from faregate.protocols.base import parse_json_object
 from faregate.providers import build_providers
@@ -38,8 +38,8 @@ class Gateway:
         self.catalogue = ModelCatalogue(config, self.providers)
         self.store = open_store(config.database)
         self.writer = LedgerWriter(self.store)
-        overrides = {model: PriceOverride(**price.model_dump()) for model, price in config.prices.items()}
-        self.settle = Settle(PriceBook(overrides), self.writer, self.providers)
+        prices = PriceBook(overrides_from_config(config.prices))
+        self.settle = Settle(prices, self.writer, self.providers)
         self.upstream = Upstream(self.providers, config.server.connect_timeout_s)
         self.measure_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="faregate-measure")
         self.pipeline = compose(
