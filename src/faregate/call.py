@@ -70,6 +70,16 @@ class Route:
 
 
 @dataclass(slots=True)
+class PrefixShaping:
+    """What the prefix stage saw and did, for the ledger: see `faregate.pipeline.prefix`."""
+
+    prefix_hash: str  # tools + system prompt; distinct values per feature and hour are "prefix churn"
+    findings: str | None = None  # volatile spans found in the prefix: "kind@location;..." (no prompt text)
+    actions: str | None = None  # what FareGate changed, as in the X-FareGate-Prompt-Cache header
+    enabled_caching: bool = False  # breakpoints added or prefix repaired: the saving is FareGate's doing
+
+
+@dataclass(slots=True)
 class Call:
     """One client request on its way through the pipeline.
 
@@ -86,6 +96,7 @@ class Call:
     attribution: Attribution = field(default_factory=Attribution)
     route: Route | None = None
     anatomy: asyncio.Future[Anatomy | None] | None = None  # set by the anatomy stage, read at settle
+    prefix: PrefixShaping | None = None  # set by the prefix stage
     client_wants_stream_usage: bool = False
     received_at: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)

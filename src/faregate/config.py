@@ -83,8 +83,24 @@ class PriceSettings(_Strict):
     cache_write_1h_mtok: Decimal | None = Field(default=None, ge=0)
 
 
+class PromptCacheSettings(_Strict):
+    """Provider prompt caching for one feature (the `prefix` stage)."""
+
+    # Add Anthropic cache breakpoints and an OpenAI prompt_cache_key. Off: the request is forwarded
+    # as the client shaped it (prefix churn and volatile spans are still tracked and reported).
+    enabled: bool = True
+    # TTL of added Anthropic breakpoints: `auto` picks 1h when requests sharing the prefix arrive
+    # 5 to 60 minutes apart, else 5m.
+    ttl: Literal["auto", "5m", "1h"] = "auto"
+    # Move volatile spans (timestamps, ids, ...) out of the system prompt into a note after the
+    # cached prefix, and sort tools and JSON keys. Changes the prompt's wording, so it is opt-in.
+    relocate_volatile: bool = False
+
+
 class FeatureSettings(_Strict):
     """Per-feature policies. Optimisation stages add their own keys here as they land."""
+
+    prompt_cache: PromptCacheSettings = PromptCacheSettings()
 
     # Regexes whose matches in the last user turn are retrieved context, not the user's query
     # (beside the built-in <context>, <documents>, <document>, <retrieved>, <search_results> tags).

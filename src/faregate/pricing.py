@@ -170,6 +170,28 @@ class PriceBook:
                 return Price(_ZERO, known=False)
         return Price(_charge(plan, usage), known=True)
 
+    def prompt_cache_saving(
+        self,
+        model: str,
+        usage: Usage,
+        actual: Decimal,
+        *,
+        provider: str | None = None,
+        at: datetime | None = None,
+    ) -> Decimal:
+        """What provider prompt caching saved on this call: the cost with every input token billed at
+        the plain input price, minus `actual`. Negative when a cache write cost more than the reads saved
+        (a write is billed at 1.25x or 2x the input price); 0 when no cache token was reported."""
+        if not usage.cache_read_tokens and not usage.cache_write_tokens:
+            return _ZERO
+        uncached = Usage(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+        )
+        baseline = self.cost(model, uncached, provider=provider, at=at)
+        return baseline.usd - actual if baseline.known else _ZERO
+
     def _resolve(self, model: str, provider: str | None) -> _Entry:
         if (
             provider is not None

@@ -17,6 +17,7 @@ from faregate.analyze.savings import STRATEGIES
 from faregate.analyze.verdict import decide_verdict
 from faregate.anatomy import COMPONENTS, Anatomy
 from faregate.pricing import PriceBook, PriceOverride
+from tests.ledger import make_event
 
 # Prices in USD per million tokens, chosen for easy arithmetic and independent of genai-prices.
 PRICES = PriceBook(
@@ -160,6 +161,32 @@ def test_no_crossover_when_history_never_outweighs_the_rest() -> None:
 # --- prefix stability and repetition, through the real observer ---------------------------------
 
 
+def test_prefix_stability_from_a_ledger_uses_the_recorded_prefix_hashes_and_findings() -> None:
+    observer = Observer(PRICES)
+    hour = 1_700_002_800.0
+    events = [
+        make_event(
+            feature="chat", ts=hour + i, prefix_hash=f"{i:016x}", prefix_findings="timestamp@system:9-29"
+        )
+        for i in range(3)
+    ]
+    events.append(make_event(feature="chat", ts=hour + 7200, prefix_hash=f"{0:016x}"))
+    events.append(make_event(feature="faq", ts=hour, prefix_hash="ff" * 8))
+    events.append(make_event(feature="faq", ts=hour + 1, prefix_hash=None))  # before the prefix stage
+    stability = build(*(observer.event(e) for e in events))["prefix_stability"]
+    assert stability["by_feature"]["chat"] == {
+        "requests": 4,
+        "distinct_system_prefixes": 3,
+        "peak_prefixes_per_hour": 3,
+        "distinct_skeletons": None,  # the ledger stores no prompt text to mask
+        "volatile_requests": 3,
+    }
+    assert stability["by_feature"]["faq"]["requests"] == 1
+    assert stability["findings"] == [
+        {"kind": "timestamp", "text": "system:9-29", "feature": "chat", "count": 3}
+    ]
+
+
 def observe(body: dict[str, Any], feature: str) -> Observation:
     observer = Observer(PRICES)
     return observer.record(parse_line(orjson.dumps({"request": body, "metadata": {"feature": feature}})))
@@ -184,12 +211,14 @@ def test_prefix_stability_finds_a_timestamp_that_breaks_caching() -> None:
     assert stability["by_feature"]["billing"] == {
         "requests": 2,
         "distinct_system_prefixes": 2,
+        "peak_prefixes_per_hour": None,  # no timestamps in these records
         "distinct_skeletons": 1,
         "volatile_requests": 2,
     }
     assert stability["by_feature"]["tickets"] == {
         "requests": 2,
         "distinct_system_prefixes": 1,
+        "peak_prefixes_per_hour": None,
         "distinct_skeletons": 1,
         "volatile_requests": 0,
     }

@@ -214,3 +214,59 @@ def test_rows_survive_reopening(store: LedgerStore, store_url: str) -> None:
         assert reopened.events() == [event]
     finally:
         reopened.close()
+
+
+def test_prompt_cache_report_counts_churn_ratio_saving_and_findings(store: LedgerStore) -> None:
+    hour = 1_700_002_800.0  # the start of an hour
+    events = [
+        # "support": one stable prefix over two hours, cache reads in the second
+        make_event(feature="support", ts=hour + 1, prefix_hash="aa", input_tokens=1000, cached_tokens=0),
+        make_event(
+            feature="support",
+            ts=hour + 3601,
+            prefix_hash="aa",
+            input_tokens=1000,
+            cached_tokens=900,
+            prompt_cache_saving_nusd=2_430,
+        ),
+        # "chat": a timestamp makes every prefix new; two of three scans found it
+        *[
+            make_event(
+                feature="chat",
+                ts=hour + 10 + i,
+                prefix_hash=f"c{i}",
+                input_tokens=500,
+                cache_write_tokens=400,
+                prompt_cache_saving_nusd=-300,
+                prefix_findings="timestamp@system:10-30" if i < 2 else None,
+            )
+            for i in range(3)
+        ],
+        make_event(
+            feature="chat",
+            ts=hour + 20,
+            prefix_hash="c9",
+            prefix_findings="tool_order@tools;uuid@system:0-36",
+        ),
+        make_event(feature="old", ts=hour - 7200, prefix_hash="zz"),
+    ]
+    store.write_batch(events)
+    report = {entry["feature"]: entry for entry in store.prompt_cache(since=hour)}
+    assert set(report) == {"support", "chat"}
+    support, chat = report["support"], report["chat"]
+    assert support["requests"] == 2
+    assert support["cache_read_ratio"] == pytest.approx(0.45)
+    assert support["saving_usd"] == Decimal("0.000002430")
+    assert support["distinct_prefixes"] == 1
+    assert support["prefix_churn"] == {"hours": 2, "total": 2, "peak_per_hour": 1}
+    assert support["findings"] == []
+    assert chat["requests"] == 4
+    assert chat["cache_write_tokens"] == 1200
+    assert chat["saving_usd"] == Decimal("-0.000000900")
+    assert chat["prefix_churn"] == {"hours": 1, "total": 4, "peak_per_hour": 4}
+    assert chat["findings"] == [
+        {"kind": "timestamp", "location": "system:10-30", "requests": 2},
+        {"kind": "tool_order", "location": "tools", "requests": 1},
+        {"kind": "uuid", "location": "system:0-36", "requests": 1},
+    ]
+    assert [e["feature"] for e in store.prompt_cache()] == ["chat", "support", "old"]

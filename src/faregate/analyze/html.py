@@ -201,12 +201,14 @@ def _prefix_section(report: dict[str, Any]) -> str:
         rows = []
         for name, data in per:
             prefixes = _num(data.get("distinct_system_prefixes"))
+            known = data.get("distinct_skeletons") is not None  # not from a ledger: no prompt text there
             skeletons = _num(data.get("distinct_skeletons"))
             requests = _num(data.get("requests"))
             volatile = _num(data.get("volatile_requests"))
+            broken = prefixes > skeletons if known else volatile > 0
             status = (
                 '<span class="badge warn">volatile span</span>'
-                if prefixes > skeletons
+                if broken
                 else '<span class="badge ok">stable</span>'
             )
             vol_pct = _pct(volatile / requests) if requests > 0 else "\u2013"
@@ -215,7 +217,7 @@ def _prefix_section(report: dict[str, Any]) -> str:
                     _esc(name),
                     _int(requests),
                     _int(prefixes),
-                    _int(skeletons),
+                    _int(skeletons) if known else "\u2013",
                     f"{_int(volatile)} <span class=muted>({vol_pct})</span>",
                     status,
                 ]

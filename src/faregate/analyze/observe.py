@@ -39,8 +39,8 @@ class Observation:
     cost: Decimal
     price_known: bool
     user_turns: int | None  # None: unknown (ledger)
-    system_hash: int | None  # None: prompt text unknown (ledger)
-    skeleton_hash: int | None
+    system_hash: int | None  # None: prompt unknown (a ledger event from before the prefix stage)
+    skeleton_hash: int | None  # None: prompt text unknown (ledger)
     tools_hash: int | None
     volatile: tuple[tuple[str, str], ...]  # (kind, example) for each kind of volatile span
     query: str | None
@@ -55,6 +55,18 @@ class _Prefix:
 
 def _digest(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest())
+
+
+def _recorded_findings(recorded: str | None) -> tuple[tuple[str, str], ...]:
+    """The prefix stage's "kind@location;..." as (kind, example) pairs; the ledger keeps no prompt
+    text, so the example is where the span was."""
+    if not recorded:
+        return ()
+    kinds: dict[str, str] = {}
+    for entry in recorded.split(";"):
+        kind, _, location = entry.partition("@")
+        kinds.setdefault(kind, location)
+    return tuple(sorted(kinds.items()))
 
 
 class Observer:
@@ -122,10 +134,10 @@ class Observer:
             cost=nanos_to_usd(event.cost_nusd),
             price_known=event.price_known,
             user_turns=None,
-            system_hash=None,
+            system_hash=int(event.prefix_hash, 16) if event.prefix_hash else None,
             skeleton_hash=None,
             tools_hash=None,
-            volatile=(),
+            volatile=_recorded_findings(event.prefix_findings),
             query=None,
         )
 

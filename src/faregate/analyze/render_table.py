@@ -175,15 +175,20 @@ def _prefixes(r: dict[str, Any]) -> RenderableType:
     table.add_column("feature", max_width=28, overflow="ellipsis")
     table.add_column("requests", justify="right")
     table.add_column("system prefixes", justify="right")
+    table.add_column("peak per hour", justify="right")
     table.add_column("skeletons", justify="right")
     table.add_column("with volatile spans", justify="right")
     for name, p in list(stability["by_feature"].items())[:TOP_FEATURES]:
-        broken = p["distinct_system_prefixes"] > p["distinct_skeletons"]
+        skeletons, peak = p["distinct_skeletons"], p["peak_prefixes_per_hour"]
+        # From a ledger there is no prompt text to build skeletons from; the recorded findings tell.
+        prefixes = p["distinct_system_prefixes"]
+        broken = p["volatile_requests"] > 0 if skeletons is None else prefixes > skeletons
         table.add_row(
             name,
             f"{p['requests']:,}",
             Text(f"{p['distinct_system_prefixes']:,}", style="yellow" if broken else ""),
-            f"{p['distinct_skeletons']:,}",
+            "-" if peak is None else f"{peak:,}",
+            "-" if skeletons is None else f"{skeletons:,}",
             f"{p['volatile_requests']:,}",
         )
     parts: list[RenderableType] = [table]

@@ -67,6 +67,8 @@ class _Prefixes:
     prefixes: set[int] = field(default_factory=set)
     skeletons: set[int] = field(default_factory=set)
     volatile_requests: int = 0
+    hourly: dict[int, set[int]] = field(default_factory=dict)  # unix hour -> distinct prefixes
+    text_known: bool = True  # False once a ledger event (no prompt text, so no skeleton) is added
 
 
 class Analyzer:
@@ -106,7 +108,7 @@ class Analyzer:
             hour = self.hours.setdefault(int(obs.ts // 3600), [0, _ZERO])
             hour[0] += 1
             hour[1] += obs.cost
-        if obs.system_hash is not None and obs.skeleton_hash is not None:
+        if obs.system_hash is not None:
             self._add_prefix(obs, obs.system_hash, obs.skeleton_hash)
         duplicate = self.repetition.add(obs.feature, obs.query) if obs.query else None
         prefix_key: tuple[object, ...] = (obs.model, obs.skeleton_hash, obs.tools_hash)
@@ -133,14 +135,20 @@ class Analyzer:
             )
         )
 
-    def _add_prefix(self, obs: Observation, system_hash: int, skeleton_hash: int) -> None:
+    def _add_prefix(self, obs: Observation, system_hash: int, skeleton_hash: int | None) -> None:
         p = self.prefixes.get(obs.feature)
         if p is None:
             p = self.prefixes[obs.feature] = _Prefixes()
         p.requests += 1
         if len(p.prefixes) < MAX_DISTINCT:
             p.prefixes.add(system_hash)
-        if len(p.skeletons) < MAX_DISTINCT:
+        if obs.ts is not None:
+            hourly = p.hourly.setdefault(int(obs.ts // 3600), set())
+            if len(hourly) < MAX_DISTINCT:
+                hourly.add(system_hash)
+        if skeleton_hash is None:
+            p.text_known = False
+        elif len(p.skeletons) < MAX_DISTINCT:
             p.skeletons.add(skeleton_hash)
         if obs.volatile:
             p.volatile_requests += 1
@@ -223,7 +231,8 @@ class Analyzer:
             feature: {
                 "requests": p.requests,
                 "distinct_system_prefixes": len(p.prefixes),
-                "distinct_skeletons": len(p.skeletons),
+                "distinct_skeletons": len(p.skeletons) if p.text_known else None,
+                "peak_prefixes_per_hour": max(map(len, p.hourly.values()), default=None),
                 "volatile_requests": p.volatile_requests,
             }
             for feature, p in sorted(self.prefixes.items(), key=lambda kv: (-kv[1].requests, kv[0]))

@@ -57,6 +57,15 @@ class CostEvent:
     context_tokens: int = 0
     query_tokens: int = 0
     overhead_tokens: int = 0
+    # Provider prompt caching (the prefix stage): the saving against billing every input token at the
+    # plain input price (negative when a cache write cost more than it saved); the hash of the tools
+    # and system prompt (distinct values per feature and hour are its "prefix churn"); volatile spans
+    # found in that prefix as "kind@location;..." (never the text: prompts are private by default);
+    # and what FareGate changed ("breakpoints=system,history; ttl=5m", "key", "relocated=...").
+    prompt_cache_saving_nusd: int = 0
+    prefix_hash: str | None = None
+    prefix_findings: str | None = None
+    prompt_cache_actions: str | None = None
 
     @property
     def cost_usd(self) -> Decimal:

@@ -94,6 +94,16 @@ def m002_anatomy_columns(d: Dialect) -> list[str]:
     return [f"ALTER TABLE events ADD COLUMN {c}_tokens {d.bigint} NOT NULL DEFAULT 0" for c in components]
 
 
+@migration
+def m003_prompt_cache_columns(d: Dialect) -> list[str]:
+    return [
+        f"ALTER TABLE events ADD COLUMN prompt_cache_saving_nusd {d.bigint} NOT NULL DEFAULT 0",
+        f"ALTER TABLE events ADD COLUMN prefix_hash {d.text}",
+        f"ALTER TABLE events ADD COLUMN prefix_findings {d.text}",
+        f"ALTER TABLE events ADD COLUMN prompt_cache_actions {d.text}",
+    ]
+
+
 def migrate(execute: Execute, dialect: Dialect) -> list[str]:
     """Apply the pending migrations and return their names.
 

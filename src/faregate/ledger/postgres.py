@@ -6,6 +6,7 @@ The calls are synchronous; the writer runs them in a worker thread, off the even
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from psycopg_pool import ConnectionPool
 from faregate.ledger import queries
 from faregate.ledger.events import CostEvent
 from faregate.ledger.migrations import POSTGRES, migrate
+from faregate.ledger.prompt_cache import prompt_cache_report
 from faregate.ledger.store import DEFAULT_FALLBACK, InvalidEventError
 
 _STATEMENTS = queries.statements(POSTGRES)
@@ -86,6 +88,10 @@ class PostgresStore:
         with self._pool.connection() as conn:
             rows = conn.execute(sql, params).fetchall()
         return [queries.row_to_event(row) for row in rows]
+
+    def prompt_cache(self, since: float | None = None) -> list[dict[str, Any]]:
+        with self._pool.connection() as conn:
+            return prompt_cache_report(partial(_fetch, conn), POSTGRES, since)
 
     def count(self) -> int:
         with self._pool.connection() as conn:

@@ -12,6 +12,7 @@ from typing import Any
 from faregate.ledger import queries
 from faregate.ledger.events import CostEvent
 from faregate.ledger.migrations import SQLITE, migrate
+from faregate.ledger.prompt_cache import prompt_cache_report
 from faregate.ledger.store import DEFAULT_FALLBACK, InvalidEventError
 
 _STATEMENTS = queries.statements(SQLITE)
@@ -79,6 +80,10 @@ class SqliteStore:
         with self._lock:
             rows = self._conn.execute(sql, params).fetchall()
         return [queries.row_to_event(row) for row in rows]
+
+    def prompt_cache(self, since: float | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return prompt_cache_report(self._execute, SQLITE, since)
 
     def count(self) -> int:
         with self._lock:

@@ -26,6 +26,7 @@ from faregate.providers import Provider
 log = logging.getLogger("faregate.settle")
 COST_HEADER = "x-faregate-cost-usd"
 PRICE_KNOWN_HEADER = "x-faregate-price-known"
+_ZERO = Decimal(0)
 
 
 class Settle:
@@ -65,7 +66,7 @@ class Settle:
         return result
 
     def finish(self, call: Call, result: Result) -> None:
-        usage, price_known, cost = self._price(call, result)
+        usage, price_known, cost, saving = self._price(call, result)
         if result.stream is None:
             if price_known:
                 result.headers[COST_HEADER] = f"{cost:.9f}"
@@ -74,6 +75,11 @@ class Settle:
         route = call.route
         attribution = call.attribution
         nanos = usd_to_nanos(cost)
+        saving_nanos = usd_to_nanos(saving)
+        prefix = call.prefix
+        # The baseline is the request as the client sent it: caching FareGate made possible (its
+        # breakpoints, its repair) is FareGate's saving; caching the client set up itself is not.
+        shaped = prefix is not None and prefix.enabled_caching
         event = CostEvent(
             request_id=call.request_id,
             ts=call.received_at,
@@ -100,10 +106,15 @@ class Settle:
             usage_estimated=usage.estimated,
             price_known=price_known,
             cost_nusd=nanos,
-            baseline_cost_nusd=nanos,
+            baseline_cost_nusd=nanos + saving_nanos if shaped else nanos,
             latency_ms=(time.perf_counter() - call.started) * 1000,
             upstream_ms=result.upstream_ms,
+            prompt_cache_saving_nusd=saving_nanos,
         )
+        if prefix is not None:
+            event.prefix_hash = prefix.prefix_hash
+            event.prefix_findings = prefix.findings
+            event.prompt_cache_actions = prefix.actions
         anatomy = _measured(call)
         if anatomy is not None:
             if result.usage is not None and usage.input_tokens:
@@ -111,14 +122,15 @@ class Settle:
             _record_anatomy(event, anatomy)
         self.writer.submit(event)
 
-    def _price(self, call: Call, result: Result) -> tuple[Usage, bool, Decimal]:
+    def _price(self, call: Call, result: Result) -> tuple[Usage, bool, Decimal, Decimal]:
+        """(usage, price known, cost, prompt-cache saving) of the call."""
         route = call.route
         if route is None:
-            return result.usage or Usage(), True, Decimal(0)
+            return result.usage or Usage(), True, _ZERO, _ZERO
         usage = result.usage
         if usage is None:
             if result.status >= 400:
-                return Usage(), True, Decimal(0)
+                return Usage(), True, _ZERO, _ZERO
             output = "".join(result.output_text)
             usage = tokens.estimate_usage(call.protocol, route.model, call.body, output)
         provider = self.providers[route.provider]
@@ -130,8 +142,11 @@ class Settle:
             log.error(
                 "cannot price usage", extra={"request_id": call.request_id, "model": model, "error": str(exc)}
             )
-            return usage, False, Decimal(0)
-        return usage, price.known, price.usd
+            return usage, False, _ZERO, _ZERO
+        if not price.known:
+            return usage, False, _ZERO, _ZERO
+        saving = self.prices.prompt_cache_saving(model, usage, price.usd, provider=provider.pricing_id, at=at)
+        return usage, True, price.usd, saving
 
 
 def _measured(call: Call) -> Anatomy | None:
