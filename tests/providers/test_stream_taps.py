@@ -143,3 +143,37 @@ def test_partial_event_is_held_until_complete() -> None:
     first = OPENAI_STREAM[:20]
     assert tap.feed(first) == b""
     assert tap.feed(OPENAI_STREAM[20:]).startswith(first)
+
+
+def test_anthropic_final_totals_without_a_ttl_split_keep_the_one_hour_writes() -> None:
+    """With server tools, message_delta repeats larger input totals but no 5m/1h split."""
+    delta = sse(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {
+                "input_tokens": 150,
+                "cache_read_input_tokens": 1000,
+                "cache_creation_input_tokens": 300,
+                "output_tokens": 42,
+            },
+        },
+        "message_delta",
+    )
+    stream = ANTHROPIC_STREAM.replace(
+        sse(
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 42}},
+            "message_delta",
+        ),
+        delta,
+    )
+    assert stream != ANTHROPIC_STREAM
+    tap = AnthropicStreamTap()
+    run(tap, stream, 10_000)
+    assert tap.usage == Usage(
+        input_tokens=1450,
+        cache_read_tokens=1000,
+        cache_write_tokens=300,
+        cache_write_1h_tokens=200,
+        output_tokens=42,
+    )

@@ -3,7 +3,9 @@
 No paid provider is reachable from tests or `faregate demo`, so the gateway talks to this real HTTP
 server on a loopback port instead. It answers in the exact wire formats (bodies, SSE sequences,
 usage blocks, error bodies, request-id headers) with token counts a test scripts per request, so
-cost accounting can be checked to the token.
+cost accounting can be checked to the token. Two alternatives to scripted counts: a simulation of
+provider prompt caching that derives usage from the requests (`fake.prompt_cache = True`), and
+recorded provider payloads served verbatim (`Scenario(replay_body=...)`, `replay_stream=...`).
 
     with FakeProvider() as fake:
         fake.push(Scenario(cached_tokens=1000, status=200))

@@ -10,8 +10,10 @@ from ._common import Scenario
 from ._server import serve
 
 
-async def _run(host: str, port: int, scenario: Scenario, api_key: str | None) -> None:
-    fake = await serve(host, port, scenario, api_key=api_key)
+async def _run(
+    host: str, port: int, scenario: Scenario, api_key: str | None, simulate_prompt_cache: bool
+) -> None:
+    fake = await serve(host, port, scenario, api_key=api_key, simulate_prompt_cache=simulate_prompt_cache)
     print(f"fake provider listening on {fake.url} (OpenAI and Anthropic under /v1)", flush=True)
     try:
         await asyncio.Event().wait()
@@ -29,6 +31,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cached-tokens", type=int, default=Scenario.cached_tokens)
     parser.add_argument("--completion-tokens", type=int, default=Scenario.completion_tokens)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each response")
+    parser.add_argument(
+        "--simulate-prompt-cache",
+        action="store_true",
+        help="derive prompt and cache token counts from the requests (provider prompt caching)",
+    )
     args = parser.parse_args(argv)
     scenario = Scenario(
         text=args.text,
@@ -38,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         delay=args.delay,
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(args.host, args.port, scenario, args.api_key))
+        asyncio.run(_run(args.host, args.port, scenario, args.api_key, args.simulate_prompt_cache))
 
 
 if __name__ == "__main__":

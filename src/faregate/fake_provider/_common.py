@@ -28,6 +28,11 @@ class Scenario:
     as `input_tokens` and cache reads/writes apart, as the real APIs do. When the request's
     `max_tokens` (or `max_completion_tokens`) is below `completion_tokens`, the reported output is
     clamped to it and the stop reason becomes `length` / `max_tokens`, again as the real APIs do.
+
+    `replay_body` / `replay_stream` answer with recorded provider bytes instead, served verbatim (a
+    regression test pins what a real provider sent, not what this fake would synthesise): a streaming
+    request gets `replay_stream` (SSE, cut into one write per event) when it is set, any other request
+    `replay_body` (JSON) when it is set, else whichever one is. Errors still come from `status`.
     """
 
     text: str = "Hello from the fake provider."
@@ -47,6 +52,12 @@ class Scenario:
     # incremental-forwarding tests) and the arguments of the tool call.
     chunk_delay: float = 0.0
     tool_input: dict[str, Any] = field(default_factory=lambda: {"location": "Paris"})
+    replay_body: bytes | None = None
+    replay_stream: bytes | None = None
+
+    @property
+    def replays(self) -> bool:
+        return self.replay_body is not None or self.replay_stream is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +86,18 @@ def output_for(scenario: Scenario, cap: object) -> Output:
     if isinstance(cap, int) and not isinstance(cap, bool) and 0 <= cap < completion:
         completion, truncated = cap, True
     return Output(completion, min(max(0, scenario.reasoning_tokens), completion), truncated)
+
+
+def split_events(raw: bytes) -> list[bytes]:
+    """Recorded SSE bytes cut after each blank line; the pieces concatenate to exactly `raw`."""
+    frames: list[bytes] = []
+    start = 0
+    while (end := raw.find(b"\n\n", start)) != -1:
+        frames.append(raw[start : end + 2])
+        start = end + 2
+    if start < len(raw):
+        frames.append(raw[start:])
+    return frames
 
 
 def random_id(prefix: str, length: int, alphabet: str = _ALNUM) -> str:

@@ -17,7 +17,8 @@ import orjson
 from aiohttp import web
 
 from . import anthropic_messages, openai_chat
-from ._common import ReceivedRequest, Scenario, dumps
+from ._common import ReceivedRequest, Scenario, dumps, split_events, write_stream
+from ._prompt_cache import PromptCache
 
 Problem = tuple[int, dict[str, Any]]
 
@@ -48,13 +49,17 @@ class WireFormat(Protocol):
 
 
 class _State:
-    def __init__(self, scenario: Scenario | None, api_key: str | None, record: bool) -> None:
+    def __init__(
+        self, scenario: Scenario | None, api_key: str | None, record: bool, simulate_prompt_cache: bool
+    ) -> None:
         self.lock = threading.Lock()
         self.scenario = scenario or Scenario()
         self.queue: deque[Scenario] = deque()
         self.requests: list[ReceivedRequest] = []
         self.api_key = api_key
         self.record = record
+        self.simulate_prompt_cache = simulate_prompt_cache
+        self.prompt_cache = PromptCache()
 
     def next_scenario(self) -> Scenario:
         with self.lock:
@@ -118,7 +123,22 @@ async def _complete(request: web.Request, fmt: WireFormat) -> web.StreamResponse
             error["request_id"] = rid
         return _json(status, error, reply_headers)
     assert body is not None
+    if scenario.replays:
+        return await _replay(request, body, scenario, reply_headers)
+    if state.simulate_prompt_cache:  # only answered requests touch the cache, as with the real APIs
+        scenario = state.prompt_cache.usage(fmt.NAME, body).applied_to(scenario)
     return await fmt.respond(request, body, scenario, reply_headers)
+
+
+async def _replay(
+    request: web.Request, body: dict[str, Any], scenario: Scenario, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Recorded bytes, verbatim: SSE for a streaming request when recorded, else the JSON body."""
+    stream = scenario.replay_stream
+    if stream is not None and (body.get("stream") is True or scenario.replay_body is None):
+        return await write_stream(request, split_events(stream), scenario.chunk_delay, headers)
+    headers["Content-Type"] = "application/json"
+    return web.Response(body=scenario.replay_body, headers=headers)
 
 
 async def _chat_completions(request: web.Request) -> web.StreamResponse:
@@ -166,6 +186,8 @@ class FakeProvider:
 
     `with FakeProvider() as fake:` runs it on a background thread (for sync tests and SDK clients);
     `async with FakeProvider() as fake:` (or `await serve()`) runs it on the caller's loop.
+    `simulate_prompt_cache=True` (or `fake.prompt_cache = True`) derives prompt and cache token counts
+    from the requests themselves (see `_prompt_cache`); `reset()` turns it off again.
     """
 
     def __init__(
@@ -176,10 +198,11 @@ class FakeProvider:
         scenario: Scenario | None = None,
         api_key: str | None = None,
         record: bool = True,
+        simulate_prompt_cache: bool = False,
     ) -> None:
         self.host = host
         self.port = port
-        self._state = _State(scenario, api_key, record)
+        self._state = _State(scenario, api_key, record, simulate_prompt_cache)
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -204,16 +227,36 @@ class FakeProvider:
         with self._state.lock:
             return list(self._state.requests)
 
+    @property
+    def prompt_cache(self) -> bool:
+        """Whether usage comes from the prompt-cache simulation rather than the scenario's counts."""
+        return self._state.simulate_prompt_cache
+
+    @prompt_cache.setter
+    def prompt_cache(self, on: bool) -> None:
+        """Switching the simulation on or off starts it from an empty cache and a reset clock."""
+        with self._state.lock:
+            if on != self._state.simulate_prompt_cache:
+                self._state.prompt_cache.clear()
+            self._state.simulate_prompt_cache = on
+
+    def advance_prompt_cache_clock(self, seconds: float) -> None:
+        """Age every prompt-cache entry by `seconds`, so TTL tests need not sleep."""
+        self._state.prompt_cache.advance(seconds)
+
     def push(self, *scenarios: Scenario) -> None:
         """Queue scenarios, each answering exactly one completion request (FIFO), then the default."""
         with self._state.lock:
             self._state.queue.extend(scenarios)
 
     def reset(self) -> None:
+        """Default scenario, empty queue and log, prompt-cache simulation off and emptied."""
         with self._state.lock:
             self._state.scenario = Scenario()
             self._state.queue.clear()
             self._state.requests.clear()
+            self._state.simulate_prompt_cache = False
+            self._state.prompt_cache.clear()
 
     async def start_async(self) -> None:
         """Listen on the running loop; port 0 becomes the free port the OS chose."""
@@ -294,9 +337,16 @@ class FakeProvider:
 
 
 async def serve(
-    host: str = "127.0.0.1", port: int = 0, scenario: Scenario | None = None, *, api_key: str | None = None
+    host: str = "127.0.0.1",
+    port: int = 0,
+    scenario: Scenario | None = None,
+    *,
+    api_key: str | None = None,
+    simulate_prompt_cache: bool = False,
 ) -> FakeProvider:
     """Start a fake on the running loop (for `faregate demo`); `await fake.stop_async()` to stop."""
-    fake = FakeProvider(host, port, scenario=scenario, api_key=api_key)
+    fake = FakeProvider(
+        host, port, scenario=scenario, api_key=api_key, simulate_prompt_cache=simulate_prompt_cache
+    )
     await fake.start_async()
     return fake

@@ -79,6 +79,10 @@ class AnthropicStreamTap(StreamTap):
         final = usage_from_anthropic(raw)
         if final is not None and final.input_tokens > self.usage.input_tokens:
             final.output_tokens = self.usage.output_tokens
+            if not isinstance(raw.get("cache_creation"), dict):
+                # message_delta may repeat the totals without the 5m/1h split; keep message_start's,
+                # or 1-hour writes would be priced at the 5-minute rate.
+                final.cache_write_1h_tokens = min(self.usage.cache_write_1h_tokens, final.cache_write_tokens)
             self.usage = final
 
 
