@@ -1,4 +1,4 @@
-"""The `faregate` command line: serve, spend, analyze, simulate, demo."""
+"""The `faregate` command line: serve, spend, analyze, lint, prompt-cache, simulate, demo."""
 
 from __future__ import annotations
 
@@ -160,6 +160,43 @@ def analyze(
 
 
 @app.command()
+def lint(
+    file: Annotated[
+        Path,
+        typer.Argument(help="A prompt file (.txt, .md), a JSON request body, or a JSON Lines request log."),
+    ],
+    format: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Price findings for this model (default: a body's model; a log's own models)."),
+    ] = None,
+    requests_per_day: Annotated[
+        int | None,
+        typer.Option(min=1, help="Requests a day to price a prompt at (for a log: its lines a day)."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Find what breaks provider prompt caching (timestamps, ids, names, tool order) and what it costs.
+
+    Exit code 0: nothing found; 1: findings (gate CI on it); 2: bad input.
+
+    Example: faregate lint system_prompt.md --model claude-sonnet-4-5 --requests-per-day 5000
+    """
+    from faregate.prompt_cache.lint import run_lint
+
+    settings = _load(config) if config else None
+    code = run_lint(
+        file,
+        format=format.value,
+        model=model,
+        requests_per_day=requests_per_day,
+        config=settings,
+        console=console,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
 def simulate(
     requests: Annotated[int, typer.Option(help="How many requests to generate.")] = 2000,
     out: Annotated[Path, typer.Option(help="Where to write the JSON Lines log (.gz to compress).")] = Path(
@@ -189,6 +226,31 @@ def demo(
     from faregate.demo import run_demo
 
     run_demo(requests=requests, database=db, console=console)
+
+
+@app.command("prompt-cache")
+def prompt_cache(
+    since: Annotated[str | None, typer.Option(help="Only events newer than 7d, 12h, 30m or a date.")] = None,
+    config: ConfigOption = None,
+    db: Annotated[str | None, typer.Option(help="Ledger URL (sqlite:///PATH or postgresql://...).")] = None,
+    format: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
+    """Prompt-cache health per feature: cache-read ratio, saving, prefix churn and cache breakers.
+
+    Example: faregate prompt-cache --since 24h
+    """
+    from faregate.ledger import open_store
+    from faregate.prompt_cache.report import report_json, report_table
+
+    store = open_store(db or _load(config).database)
+    try:
+        entries = store.prompt_cache(parse_since(since))
+    finally:
+        store.close()
+    if format is Format.json:
+        typer.echo(orjson.dumps(report_json(entries), option=orjson.OPT_INDENT_2))
+        return
+    console.print(report_table(entries))
 
 
 if __name__ == "__main__":

@@ -238,7 +238,7 @@ def test_prompt_cache_report_counts_churn_ratio_saving_and_findings(store: Ledge
                 input_tokens=500,
                 cache_write_tokens=400,
                 prompt_cache_saving_nusd=-300,
-                prefix_findings="timestamp@system:10-30" if i < 2 else None,
+                prefix_findings=["timestamp@system:10-30", "timestamp@system:10-31", None][i],
             )
             for i in range(3)
         ],

@@ -302,7 +302,10 @@ def test_tools_pass_through_and_tool_call_parses(oai: openai.OpenAI, fake_provid
 
     reply = oai.chat.completions.create(**sent)
 
-    assert upstream_body(fake_provider) == sent
+    forwarded = upstream_body(fake_provider)
+    # The only addition: the prefix stage routes requests sharing these tools to one prompt cache.
+    assert forwarded.pop("prompt_cache_key").startswith("fg-")
+    assert forwarded == sent
     message = reply.choices[0].message
     assert reply.choices[0].finish_reason == "tool_calls"
     assert message.tool_calls is not None and len(message.tool_calls) == 1

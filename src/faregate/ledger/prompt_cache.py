@@ -52,18 +52,23 @@ def prompt_cache_report(run: Run, dialect: Dialect, since: float | None = None) 
     churn: dict[str, list[int]] = {}
     for feature, _, distinct in hourly:
         churn.setdefault(feature, []).append(int(distinct or 0))
-    findings: dict[str, dict[tuple[str, str], int]] = {}
+    # Offsets move when a span's length does ("9 May" / "10 May"): group by kind and place
+    # ("system", "tools[2].description"), keep the busiest full location as the example.
+    findings: dict[str, dict[tuple[str, str], dict[str, int]]] = {}
     for feature, text, count in found:
         per_feature = findings.setdefault(feature, {})
         for entry in str(text).split(";"):
             kind, _, location = entry.partition("@")
-            per_feature[(kind, location)] = per_feature.get((kind, location), 0) + int(count)
+            places = per_feature.setdefault((kind, location.rpartition(":")[0] or location), {})
+            places[location] = places.get(location, 0) + int(count)
     report = [_entry(row, churn.get(row[0], []), findings.get(row[0], {})) for row in totals]
     report.sort(key=lambda e: (-e["requests"], e["feature"]))
     return report
 
 
-def _entry(row: tuple[Any, ...], churn: list[int], findings: dict[tuple[str, str], int]) -> dict[str, Any]:
+def _entry(
+    row: tuple[Any, ...], churn: list[int], findings: dict[tuple[str, str], dict[str, int]]
+) -> dict[str, Any]:
     feature, requests, input_tokens, cached, written, saving, distinct = row
     input_tokens, cached, written = int(input_tokens or 0), int(cached or 0), int(written or 0)
     return {
@@ -80,8 +85,15 @@ def _entry(row: tuple[Any, ...], churn: list[int], findings: dict[tuple[str, str
             "total": sum(churn),
             "peak_per_hour": max(churn, default=0),
         },
-        "findings": [
-            {"kind": kind, "location": location, "requests": count}
-            for (kind, location), count in sorted(findings.items(), key=lambda kv: (-kv[1], kv[0]))
-        ],
+        "findings": sorted(
+            (
+                {
+                    "kind": kind,
+                    "location": min(places, key=lambda p: (-places[p], p)),
+                    "requests": sum(places.values()),
+                }
+                for (kind, _), places in findings.items()
+            ),
+            key=lambda f: (-f["requests"], f["kind"], f["location"]),
+        ),
     }

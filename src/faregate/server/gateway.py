@@ -20,6 +20,7 @@ from faregate.ledger import LedgerWriter, open_store
 from faregate.pipeline import compose
 from faregate.pipeline.anatomy import AnatomyStage
 from faregate.pipeline.identify import apply_metadata, attribution_from_headers
+from faregate.pipeline.prefix import PrefixStage
 from faregate.pipeline.route import ModelCatalogue, Resolve
 from faregate.pipeline.settle import Settle
 from faregate.pipeline.upstream import Upstream
@@ -47,6 +48,7 @@ class Gateway:
                 self.settle,
                 Resolve(self.catalogue),
                 AnatomyStage(config.features, self.measure_pool),
+                PrefixStage(config.features, self.providers),
                 self.upstream,
             ]
         )
