@@ -6,6 +6,8 @@ import asyncio
 import copy
 from typing import Any
 
+import pytest
+
 from faregate.call import Attribution, Call, Result, Route
 from faregate.config import Config
 from faregate.pipeline.prefix import HEADER, PrefixStage
@@ -192,3 +194,16 @@ def test_a_shaping_failure_never_fails_the_request() -> None:
     call.body = {"model": "m", "system": object(), "messages": {"not": "a list"}}
     body, result = run(stage(), call)
     assert result.status == 200 and body is call.body
+
+
+def test_unhashable_roles_and_block_types_are_forwarded_untouched_without_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Hostile JSON (a list where a string belongs) must not reach the log as a shaping failure."""
+    call = anthropic_call(feature="repair")
+    call.body["messages"][-1]["content"] = [{"type": ["text"], "text": "hi"}]
+    anthropic_body, _ = run(stage(), call)
+    weird = [{"role": ["system"], "content": "x"}, {"role": "user", "content": [{"type": ["text"]}]}]
+    openai_body, _ = run(stage(), openai_call({"model": "gpt-4o", "messages": weird}, feature="repair"))
+    assert openai_body["messages"] == weird and anthropic_body["messages"][-1] == call.body["messages"][-1]
+    assert "prefix shaping failed" not in caplog.text

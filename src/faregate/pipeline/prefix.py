@@ -25,16 +25,18 @@ from faregate.call import Call, PrefixShaping, Result
 from faregate.config import FeatureSettings, PromptCacheSettings
 from faregate.pipeline.base import Next
 from faregate.prompt_cache.breakpoints import Position, Ttl, place_breakpoints
-from faregate.prompt_cache.findings import prefix_findings, tool_names
+from faregate.prompt_cache.findings import block_findings, prefix_blocks, system_text, tool_names
 from faregate.prompt_cache.fingerprint import Fingerprint, fingerprint, prompt_cache_key
 from faregate.prompt_cache.repair import repair_prefix
 from faregate.prompt_cache.tracker import Observation, PrefixTracker, ttl_for_interval
 from faregate.providers import Provider
+from faregate.volatile import find_volatile_spans
 
 log = logging.getLogger("faregate.prefix")
 HEADER = "x-faregate-prompt-cache"
 _DEFAULT = PromptCacheSettings()
 MAX_FINDINGS = 8  # per request in the ledger; the first spans are the ones that break the most
+MAX_MEMO = 4096  # tool lists whose findings are remembered; cleared when full
 
 
 class PrefixStage:
@@ -49,6 +51,7 @@ class PrefixStage:
         self.openai_upstreams = {name for name, p in providers.items() if p.settings.type == "openai"}
         self.tracker = tracker or PrefixTracker()
         self.clock = clock
+        self._tools_memo: dict[int, list[str]] = {}
 
     async def __call__(self, call: Call, next: Next) -> Result:
         try:
@@ -67,7 +70,7 @@ class PrefixStage:
         names = tool_names(call.protocol, call.body)
         seen = self.tracker.observe(call.attribution.feature, print_, names, self.clock())
         shaping = call.prefix = PrefixShaping(prefix_hash=print_.prefix_hash)
-        shaping.findings = _findings(call, seen)
+        shaping.findings = self._findings(call, print_, seen)
         if not settings.enabled:
             return None
         actions: list[str] = []
@@ -110,10 +113,32 @@ class PrefixStage:
         }
         return ["key"]
 
+    def _findings(self, call: Call, print_: Fingerprint, seen: Observation) -> str | None:
+        """Volatile spans as "kind@location;..." for the ledger: kinds and places, never prompt text.
 
-def _findings(call: Call, seen: Observation) -> str | None:
-    """Volatile spans as "kind@location;..." for the ledger: kinds and places, never prompt text."""
-    found = [f"{f.kind}@{f.location}" for f in prefix_findings(call.protocol, call.body)] if seen.scan else []
-    if seen.tool_order_changed:
-        found.append("tool_order@tools")
-    return ";".join(found[:MAX_FINDINGS]) or None
+        Tool definitions rarely change when a system prompt does, and walking their schemas is half
+        the scan, so their findings are remembered by the tools' hash.
+        """
+        found: list[str] = []
+        if seen.scan:
+            system = [
+                f"{span.kind}@{label}:{span.start}-{span.end}"
+                for label, text in system_text(call.protocol, call.body)
+                for span in find_volatile_spans(text)
+            ]
+            tools = self._tool_findings(call, print_.tools) if print_.tools else []
+            found = tools + system if call.protocol == "anthropic" else system + tools  # cache order
+        if seen.tool_order_changed:
+            found.append("tool_order@tools")
+        return ";".join(found[:MAX_FINDINGS]) or None
+
+    def _tool_findings(self, call: Call, tools_hash: int) -> list[str]:
+        hit = self._tools_memo.get(tools_hash)
+        if hit is None:
+            if len(self._tools_memo) >= MAX_MEMO:
+                self._tools_memo.clear()
+            blocks = [b for b in prefix_blocks(call.protocol, call.body) if b.section == "tools"]
+            hit = self._tools_memo[tools_hash] = [
+                f"{f.kind}@{f.location}" for block in blocks for f in block_findings(block)
+            ]
+        return hit

@@ -268,7 +268,7 @@ def _last_markable(content: Any) -> int | None:
     for i in range(len(content) - 1, -1, -1):
         block = content[i]
         kind = block.get("type")
-        if kind in _MARKABLE and (kind != "text" or _non_blank(block.get("text"))):
+        if isinstance(kind, str) and kind in _MARKABLE and (kind != "text" or _non_blank(block.get("text"))):
             return i
     return None
 
@@ -362,7 +362,7 @@ def _byte_bound(content: Any) -> int:
         kind = block.get("type")
         if kind == "text" or kind == "thinking":
             total += _utf8_len(str(block.get(kind, "")))
-        elif kind in _FLAT_RATE:
+        elif isinstance(kind, str) and kind in _FLAT_RATE:
             total += tokens.ANTHROPIC_IMAGE_TOKENS
             source = block.get("source")
             if isinstance(source, Mapping):  # a text document counts its data

@@ -48,7 +48,7 @@ from faregate.volatile import VolatileSpan, find_volatile_spans
 RELOCATED_KINDS = frozenset({"timestamp", "date", "uuid", "request_id", "long_number", "counter", "user_id"})
 NOTE_HEADER = "Values for this request (moved out of the system prompt so it can be cached)"
 _NUMERIC_KINDS = frozenset({"timestamp", "date", "long_number"})
-_SYSTEM_ROLES = frozenset({"system", "developer"})
+_SYSTEM_ROLES = ("system", "developer")  # a tuple: `in` must not hash an odd role (a list)
 _MISSING = object()
 
 
