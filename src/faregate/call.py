@@ -97,6 +97,8 @@ class Call:
     route: Route | None = None
     anatomy: asyncio.Future[Anatomy | None] | None = None  # set by the anatomy stage, read at settle
     prefix: PrefixShaping | None = None  # set by the prefix stage
+    # Provider beta features a stage's change needs (Anthropic `anthropic-beta`), added to the client's
+    betas: list[str] = field(default_factory=list)
     client_wants_stream_usage: bool = False
     received_at: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)

@@ -10,7 +10,7 @@ import pytest
 
 from faregate.call import Attribution, Call, Result, Route
 from faregate.config import Config
-from faregate.pipeline.prefix import HEADER, PrefixStage
+from faregate.pipeline.prefix import EXTENDED_CACHE_TTL_BETA, HEADER, PrefixStage
 from faregate.providers import build_providers
 from faregate.tokens import count_text
 
@@ -127,6 +127,22 @@ def test_ttl_turns_to_one_hour_when_requests_come_ten_minutes_apart() -> None:
         ttls.append([c.get("ttl", "5m") for c in cache_controls(body)])
         clock.now += 600
     assert ttls[0] == ["5m", "5m"] and ttls[-1] == ["1h", "1h"]
+
+
+def test_a_one_hour_breakpoint_asks_for_the_extended_ttl_beta_alongside_the_clients() -> None:
+    call = anthropic_call(feature="fixed")
+    run(stage(), call)
+    assert call.betas == [EXTENDED_CACHE_TTL_BETA]
+    call.headers = {"anthropic-beta": "interleaved-thinking-2025-05-14"}
+    anthropic = build_providers(CONFIG)["anthropic"]
+    assert anthropic.request_headers(call)["anthropic-beta"] == (
+        "interleaved-thinking-2025-05-14,extended-cache-ttl-2025-04-11"
+    )
+    call.headers = {"anthropic-beta": "extended-cache-ttl-2025-04-11"}
+    assert anthropic.request_headers(call)["anthropic-beta"] == "extended-cache-ttl-2025-04-11"
+    five_minutes = anthropic_call()
+    run(stage(), five_minutes)
+    assert five_minutes.betas == [] and "anthropic-beta" not in anthropic.request_headers(five_minutes)
 
 
 def test_a_feature_can_fix_the_ttl_or_opt_out() -> None:

@@ -110,6 +110,12 @@ def test_a_timestamp_in_the_system_prompt_is_found_and_churns_every_request(
     assert stability["by_feature"]["support"]["distinct_system_prefixes"] == 20
     assert stability["by_feature"]["support"]["volatile_requests"] == 20
     assert [f["kind"] for f in stability["findings"]] == ["timestamp"]
+    for format in ("table", "html"):  # no prompt text in a ledger: the renderers cope without skeletons
+        rendered = CliRunner().invoke(app, ["analyze", "--db", gw.config.database, "--format", format])
+        assert rendered.exit_code == 0, rendered.output
+        assert (
+            "volatile span" in rendered.stdout if format == "html" else "Prefix stability" in rendered.stdout
+        )
 
     table = CliRunner().invoke(app, ["prompt-cache", "--db", gw.config.database])
     assert table.exit_code == 0, table.output

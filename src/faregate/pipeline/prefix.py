@@ -36,6 +36,7 @@ log = logging.getLogger("faregate.prefix")
 HEADER = "x-faregate-prompt-cache"
 _DEFAULT = PromptCacheSettings()
 MAX_FINDINGS = 8  # per request in the ledger; the first spans are the ones that break the most
+EXTENDED_CACHE_TTL_BETA = "extended-cache-ttl-2025-04-11"
 MAX_MEMO = 4096  # tool lists whose findings are remembered; cleared when full
 
 
@@ -101,6 +102,8 @@ class PrefixStage:
         call.body = placement.body
         assert call.prefix is not None
         call.prefix.enabled_caching = True
+        if "1h" in placement.ttls:  # without it the API refuses (or silently shortens) a 1-hour TTL
+            call.betas.append(EXTENDED_CACHE_TTL_BETA)
         return [f"breakpoints={','.join(placement.added)}", f"ttl={','.join(placement.ttls)}"]
 
     def _cache_key(self, call: Call, print_: Fingerprint) -> list[str]:

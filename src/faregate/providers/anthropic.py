@@ -97,7 +97,11 @@ class AnthropicProvider(Provider):
             "content-type": "application/json",
             "anthropic-version": call.headers.get("anthropic-version") or DEFAULT_VERSION,
         }
-        if beta := call.headers.get("anthropic-beta"):
+        beta = call.headers.get("anthropic-beta") or ""
+        if call.betas:  # e.g. the 1-hour cache TTL FareGate chose; the client's betas stay first
+            known = {b.strip() for b in beta.split(",")}
+            beta = ",".join([*([beta] if beta else []), *(b for b in call.betas if b not in known)])
+        if beta:
             headers["anthropic-beta"] = beta
         if self.api_key:
             headers["x-api-key"] = self.api_key
