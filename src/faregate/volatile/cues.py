@@ -68,6 +68,8 @@ _NAME_WORD = "[A-Z][A-Za-z'\u2019-]*\\.?"  # "O'Brien", "Jean-Luc", "J."
 _NAME_RE = re.compile(
     rf"[ \t]*(?P<n>{_NAME_WORD}(?:[ \t]+{_NAME_WORD}){{0,3}})(?=[ \t]*(?:[,;:!?)\]\r\n(]|$)|\.)"
 )
+# Word lists read better packed than one word a line.
+# fmt: off
 _NOT_NAMES = frozenset(
     {
         "hi", "hello", "hey", "thanks", "thank", "yes", "no", "ok", "okay", "sure", "please", "help", "what",
@@ -85,6 +87,7 @@ _PLACEHOLDERS = frozenset(
     ["null", "none", "nil", "unknown", "n/a", "string", "str", "integer", "int", "number", "required",
      "optional", "true", "false", "anonymous", "...", "xxx", "tbd"]
 )
+# fmt: on
 
 
 def _cues(scan: _Scan) -> Iterable[_Cand]:
