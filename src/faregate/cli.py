@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -18,6 +18,9 @@ from rich.console import Console
 from faregate.config import Config, load_config
 from faregate.errors import ConfigError
 from faregate.spend import spend_table
+
+if TYPE_CHECKING:
+    from faregate.cache.store import CacheStore
 
 app = typer.Typer(help="FareGate: an LLM cost-optimization gateway.", no_args_is_help=True)
 # Off a terminal (CI logs, pipes) Rich would wrap tables at 80 columns; reports need more.
@@ -251,6 +254,142 @@ def prompt_cache(
         typer.echo(orjson.dumps(report_json(entries), option=orjson.OPT_INDENT_2))
         return
     console.print(report_table(entries))
+
+
+cache_app = typer.Typer(
+    help="The response caches: measure a policy offline, see what they save, clear entries.",
+    no_args_is_help=True,
+)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("eval")
+def cache_eval(
+    pairs: Annotated[
+        Path | None, typer.Option(help='Paraphrase pairs, one {"a", "b", "duplicate"} a line.')
+    ] = None,
+    stream: Annotated[
+        Path | None, typer.Option(help='An intent stream, one {"text", "intent"} a line ("oos": none).')
+    ] = None,
+    warm: Annotated[Path | None, typer.Option(help="Intent lines stored before the --stream starts.")] = None,
+    feature: Annotated[
+        str | None, typer.Option(help="Measure this feature's threshold and guards (from --config).")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Override the policy's threshold.")
+    ] = None,
+    config: ConfigOption = None,
+    format: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
+    """Precision, recall and hit rate of a semantic-cache policy, offline, plus a threshold sweep.
+
+    Pairs: each pair alone, `a` stored and `b` looked up. Stream: one cache, warmed with --warm, then
+    each query looks up and is stored on a miss; a hit is right when both intents match (not "oos").
+    Exit code 2 for unreadable input (a missing file, any malformed line).
+
+    Example: faregate cache eval --stream test.jsonl --warm train.jsonl --format json
+    """
+    from faregate.cache.evaluate import Policy
+    from faregate.cache.report import BadInput, policy_for, run_eval
+
+    settings = _load(config)
+    try:
+        policy = policy_for(settings, feature)
+    except BadInput as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if threshold is not None:
+        policy = Policy(threshold, policy.guards)
+    code = run_eval(
+        pairs=pairs,
+        stream=stream,
+        warm=warm,
+        policy=policy,
+        model_dir=settings.cache.model_dir,
+        format=format.value,
+        console=console,
+        err_console=err_console,
+    )
+    raise typer.Exit(code)
+
+
+@cache_app.command("stats")
+def cache_stats(
+    since: Annotated[
+        str | None, typer.Option(help="Ledger events newer than 7d, 12h, 30m or a date.")
+    ] = None,
+    config: ConfigOption = None,
+    db: Annotated[str | None, typer.Option(help="Database URL for both the cache and the ledger.")] = None,
+    format: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
+    """Per feature: entries and hits in the cache store, requests, hit rate, saving and verified precision.
+
+    Example: faregate cache stats --since 7d
+    """
+    from faregate.cache.report import cache_stats_report, stats_table
+    from faregate.ledger import open_store
+
+    settings = _load(config)
+    cache_store = _cache_store(db or settings.cache.database or settings.database)
+    try:
+        entries = cache_store.stats()
+    finally:
+        cache_store.close()
+    try:
+        ledger = open_store(db or settings.database)
+    except ValueError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    try:
+        requests = ledger.response_cache(parse_since(since))
+    finally:
+        ledger.close()
+    report = cache_stats_report(entries, requests)
+    if format is Format.json:
+        typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        return
+    console.print(stats_table(report))
+
+
+@cache_app.command("clear")
+def cache_clear(
+    feature: Annotated[str | None, typer.Option(help="Only this feature's entries.")] = None,
+    template: Annotated[str | None, typer.Option(help="Only entries of this prompt template.")] = None,
+    all_entries: Annotated[
+        bool, typer.Option("--all", help="Clear every entry (required when no filter is given).")
+    ] = False,
+    config: ConfigOption = None,
+    db: Annotated[str | None, typer.Option(help="Cache database URL (default: cache.database).")] = None,
+) -> None:
+    """Delete cache entries: a feature's, a template's, or (with --all) every one; prints how many.
+
+    Example: faregate cache clear --feature support --template v3
+    """
+    if feature is None and template is None and not all_entries:
+        err_console.print(
+            "[red]error:[/red] name a --feature and/or a --template, or pass --all to clear every entry",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+    settings = _load(config)
+    store = _cache_store(db or settings.cache.database or settings.database)
+    try:
+        deleted = store.clear(feature=feature, template=template)
+    finally:
+        store.close()
+    what = " and ".join(f"{k} {v!r}" for k, v in (("feature", feature), ("template", template)) if v)
+    typer.echo(f"deleted {deleted} cache entr{'y' if deleted == 1 else 'ies'}{f' of {what}' if what else ''}")
+
+
+def _cache_store(url: str) -> CacheStore:
+    from faregate.cache.store import open_cache_store
+
+    try:
+        return open_cache_store(url)
+    except ValueError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 if __name__ == "__main__":

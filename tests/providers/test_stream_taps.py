@@ -73,6 +73,7 @@ def test_openai_usage_chunk_shown_when_asked(piece: int) -> None:
     tap = OpenAIStreamTap(show_usage_chunk=True)
     assert run(tap, OPENAI_STREAM, piece) == OPENAI_STREAM
     assert tap.usage is not None and tap.usage.cache_read_tokens == 512
+    assert tap.stop_reason == "stop"  # what the response cache checks before storing a streamed answer
 
 
 ANTHROPIC_STREAM = (
@@ -127,6 +128,7 @@ def test_anthropic_tap_passes_everything_and_totals_usage(piece: int) -> None:
         output_tokens=42,
     )
     assert "".join(tap.text) == "Hi"
+    assert tap.stop_reason == "end_turn"
 
 
 def test_crlf_framed_stream_is_relayed_event_by_event() -> None:

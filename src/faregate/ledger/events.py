@@ -66,6 +66,10 @@ class CostEvent:
     prefix_hash: str | None = None
     prefix_findings: str | None = None
     prompt_cache_actions: str | None = None
+    # Response caches: the similarity of a semantic hit; for a verification call (cache_status
+    # "verify"), whether the provider's fresh answer agreed with the cached one.
+    cache_similarity: float | None = None
+    cache_verified: bool | None = None
 
     @property
     def cost_usd(self) -> Decimal:

@@ -104,6 +104,14 @@ def m003_prompt_cache_columns(d: Dialect) -> list[str]:
     ]
 
 
+@migration
+def m004_response_cache_columns(d: Dialect) -> list[str]:
+    return [
+        f"ALTER TABLE events ADD COLUMN cache_similarity {d.real}",
+        f"ALTER TABLE events ADD COLUMN cache_verified {d.boolean}",
+    ]
+
+
 def migrate(execute: Execute, dialect: Dialect) -> list[str]:
     """Apply the pending migrations and return their names.
 

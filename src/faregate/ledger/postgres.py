@@ -18,6 +18,7 @@ from faregate.ledger import queries
 from faregate.ledger.events import CostEvent
 from faregate.ledger.migrations import POSTGRES, migrate
 from faregate.ledger.prompt_cache import prompt_cache_report
+from faregate.ledger.response_cache import response_cache_report
 from faregate.ledger.store import DEFAULT_FALLBACK, InvalidEventError
 
 _STATEMENTS = queries.statements(POSTGRES)
@@ -92,6 +93,10 @@ class PostgresStore:
     def prompt_cache(self, since: float | None = None) -> list[dict[str, Any]]:
         with self._pool.connection() as conn:
             return prompt_cache_report(partial(_fetch, conn), POSTGRES, since)
+
+    def response_cache(self, since: float | None = None) -> list[dict[str, Any]]:
+        with self._pool.connection() as conn:
+            return response_cache_report(partial(_fetch, conn), POSTGRES, since)
 
     def count(self) -> int:
         with self._pool.connection() as conn:

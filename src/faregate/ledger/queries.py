@@ -16,7 +16,9 @@ from faregate.ledger.events import CostEvent, nanos_to_usd
 from faregate.ledger.migrations import Dialect
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CostEvent))
-_BOOL_FIELDS = frozenset(name for name, tp in typing.get_type_hints(CostEvent).items() if tp is bool)
+_BOOL_FIELDS = frozenset(
+    name for name, tp in typing.get_type_hints(CostEvent).items() if tp is bool or tp == bool | None
+)
 _BOOL_POSITIONS = tuple(i for i, name in enumerate(FIELDS) if name in _BOOL_FIELDS)
 
 GROUP_KEYS: tuple[str, ...] = (
@@ -80,7 +82,8 @@ def row_to_event(row: Sequence[Any]) -> CostEvent:
     """Rebuild an event from a row in FIELDS order; SQLite hands booleans back as 0/1."""
     values = list(row)
     for i in _BOOL_POSITIONS:
-        values[i] = bool(values[i])
+        if values[i] is not None:
+            values[i] = bool(values[i])
     return CostEvent(*values)
 
 

@@ -13,6 +13,7 @@ from faregate.ledger import queries
 from faregate.ledger.events import CostEvent
 from faregate.ledger.migrations import SQLITE, migrate
 from faregate.ledger.prompt_cache import prompt_cache_report
+from faregate.ledger.response_cache import response_cache_report
 from faregate.ledger.store import DEFAULT_FALLBACK, InvalidEventError
 
 _STATEMENTS = queries.statements(SQLITE)
@@ -84,6 +85,10 @@ class SqliteStore:
     def prompt_cache(self, since: float | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return prompt_cache_report(self._execute, SQLITE, since)
+
+    def response_cache(self, since: float | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return response_cache_report(self._execute, SQLITE, since)
 
     def count(self) -> int:
         with self._lock:

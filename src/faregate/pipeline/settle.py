@@ -80,6 +80,11 @@ class Settle:
         # The baseline is the request as the client sent it: caching FareGate made possible (its
         # breakpoints, its repair) is FareGate's saving; caching the client set up itself is not.
         shaped = prefix is not None and prefix.enabled_caching
+        baseline = nanos + saving_nanos if shaped else nanos
+        cache = call.cache
+        if cache is not None and cache.answer_usage is not None:
+            # A cache hit: the provider was not called; without FareGate it would have been
+            baseline = usd_to_nanos(self._answer_cost(call, cache.answer_model, cache.answer_usage))
         event = CostEvent(
             request_id=call.request_id,
             ts=call.received_at,
@@ -106,11 +111,17 @@ class Settle:
             usage_estimated=usage.estimated,
             price_known=price_known,
             cost_nusd=nanos,
-            baseline_cost_nusd=nanos + saving_nanos if shaped else nanos,
+            baseline_cost_nusd=baseline,
             latency_ms=(time.perf_counter() - call.started) * 1000,
             upstream_ms=result.upstream_ms,
             prompt_cache_saving_nusd=saving_nanos,
         )
+        if cache is not None:
+            event.cache_status = cache.status
+            event.cache_similarity = cache.similarity
+            event.cache_verified = cache.verified
+            if cache.answer_model is not None:
+                event.model_used = cache.answer_model
         if prefix is not None:
             event.prefix_hash = prefix.prefix_hash
             event.prefix_findings = prefix.findings
@@ -147,6 +158,19 @@ class Settle:
             return usage, False, _ZERO, _ZERO
         saving = self.prices.prompt_cache_saving(model, usage, price.usd, provider=provider.pricing_id, at=at)
         return usage, True, price.usd, saving
+
+
+    def _answer_cost(self, call: Call, model: str | None, usage: Usage) -> Decimal:
+        """What the cached answer would cost if the provider produced it again now."""
+        route = call.route
+        if route is None or model is None:
+            return _ZERO
+        provider = self.providers[route.provider]
+        at = datetime.fromtimestamp(call.received_at, UTC)
+        try:
+            return self.prices.cost(model, usage, provider=provider.pricing_id, at=at).usd
+        except ValueError:
+            return _ZERO
 
 
 def _measured(call: Call) -> Anatomy | None:

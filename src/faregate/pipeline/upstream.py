@@ -124,6 +124,7 @@ class Upstream:
                 response.release()
                 result.upstream_ms = (time.perf_counter() - started) * 1000
                 result.usage, result.model_used, result.output_text = tap.usage, tap.model, tap.text
+                result.stop_reason = tap.stop_reason
                 if failure is not None:
                     result.error_kind = failure.kind
                 for callback in result.on_complete:

@@ -60,6 +60,9 @@ class AnthropicStreamTap(StreamTap):
             self.usage = usage_from_anthropic(message.get("usage"))
         elif kind == "message_delta":
             self._add_output(payload.get("usage"))
+            delta = payload.get("delta")
+            if isinstance(delta, dict) and isinstance(reason := delta.get("stop_reason"), str):
+                self.stop_reason = reason
         elif kind == "content_block_delta":
             delta = payload.get("delta")
             if isinstance(delta, dict):

@@ -36,6 +36,7 @@ class StreamTap(ABC):
         self.usage: Usage | None = None
         self.model: str | None = None
         self.text: list[str] = []
+        self.stop_reason: str | None = None  # finish_reason / stop_reason, once the stream says it
         self._pending = b""
 
     def feed(self, data: bytes) -> bytes:

@@ -62,10 +62,12 @@ class OpenAIStreamTap(StreamTap):
         if self.model is None and isinstance(chunk.get("model"), str):
             self.model = chunk["model"]
         choices = chunk.get("choices")
-        if choices:
-            delta = choices[0].get("delta") if isinstance(choices[0], dict) else None
+        if choices and isinstance(choices[0], dict):
+            delta = choices[0].get("delta")
             if isinstance(delta, dict):
                 _collect_output(delta, self.text)
+            if isinstance(reason := choices[0].get("finish_reason"), str):
+                self.stop_reason = reason
         usage = usage_from_openai(chunk.get("usage"))
         if usage is None:
             return True

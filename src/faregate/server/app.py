@@ -13,6 +13,7 @@ from starlette.routing import Route
 from faregate import __version__
 from faregate.config import Config
 from faregate.protocols import ANTHROPIC_MESSAGES, OPENAI_CHAT
+from faregate.server.admin import admin_routes
 from faregate.server.gateway import Gateway
 
 
@@ -60,6 +61,7 @@ def create_app(config: Config) -> Starlette:
             Route(ANTHROPIC_MESSAGES.path, messages, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            *admin_routes(gateway, config),
         ],
         lifespan=lifespan,
     )

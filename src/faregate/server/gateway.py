@@ -19,6 +19,7 @@ from faregate.errors import FareGateError, RequestTooLarge
 from faregate.ledger import LedgerWriter, open_store
 from faregate.pipeline import compose
 from faregate.pipeline.anatomy import AnatomyStage
+from faregate.pipeline.base import Stage
 from faregate.pipeline.identify import apply_metadata, attribution_from_headers
 from faregate.pipeline.prefix import PrefixStage
 from faregate.pipeline.route import ModelCatalogue, Resolve
@@ -28,6 +29,7 @@ from faregate.pricing import PriceBook, overrides_from_config
 from faregate.protocols import InboundProtocol
 from faregate.protocols.base import parse_json_object
 from faregate.providers import build_providers
+from faregate.server.caches import ResponseCaches, merge_cache_stats
 
 REQUEST_ID_HEADER = "x-faregate-request-id"
 
@@ -43,20 +45,22 @@ class Gateway:
         self.settle = Settle(prices, self.writer, self.providers)
         self.upstream = Upstream(self.providers, config.server.connect_timeout_s)
         self.measure_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="faregate-measure")
-        self.pipeline = compose(
-            [
-                self.settle,
-                Resolve(self.catalogue),
-                AnatomyStage(config.features, self.measure_pool),
-                PrefixStage(config.features, self.providers),
-                self.upstream,
-            ]
-        )
+        self.caches = ResponseCaches(config, self.settle)
+        stages: list[Stage] = [
+            self.settle,
+            Resolve(self.catalogue),
+            AnatomyStage(config.features, self.measure_pool),
+        ]
+        if self.caches.stage is not None:
+            stages.append(self.caches.stage)
+        stages += [PrefixStage(config.features, self.providers), self.upstream]
+        self.pipeline = compose(stages)
         self.max_body_bytes = config.server.max_body_bytes
 
     async def start(self) -> None:
         # Build the tokenizers now (~0.2 s each) rather than on the first request without usage.
         await asyncio.to_thread(tokens.preload)
+        await self.caches.start()
         await self.writer.start()
         await self.upstream.start()
         # ~64k long-lived objects (price tables, tokenizers) exist by now; a full collection walked
@@ -66,8 +70,10 @@ class Gateway:
 
     async def stop(self) -> None:
         """Close upstream connections, then drain the ledger: no event is lost on SIGTERM."""
+        await self.caches.drain()  # stores and verifications in flight (a verification settles an event)
         await self.upstream.stop()
         await self.writer.close()
+        self.caches.close()
         self.store.close()
         self.measure_pool.shutdown(wait=False)
 
@@ -108,6 +114,20 @@ class Gateway:
                 raise RequestTooLarge(_too_large(size, self.max_body_bytes))
             chunks.append(chunk)
         return b"".join(chunks)
+
+    async def cache_stats(self) -> list[dict[str, Any]]:
+        """Per feature: the cache store's entries and hits, and the ledger's results for it."""
+        ledger = await asyncio.to_thread(self.store.response_cache)
+        return merge_cache_stats(await self.caches.stats(), ledger)
+
+    async def cache_clear(self, **filters: str | None) -> int:
+        return await self.caches.clear(**filters)
+
+    async def cache_drain(self) -> None:
+        await self.caches.drain()
+
+    async def prompt_cache_report(self) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.store.prompt_cache)
 
     def models(self) -> list[dict[str, Any]]:
         return [

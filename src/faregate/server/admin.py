@@ -1,0 +1,87 @@
+"""The admin API under /faregate/v1/: JSON for the numbers and actions the CLI and dashboard offer.
+
+Protected by `server.admin_key_env` (a bearer key read from the environment at start-up); without
+one, only clients on the gateway's own machine may call it, so a gateway bound to loopback is safe by
+default and one bound elsewhere does not expose invalidation to the network.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from faregate.config import Config
+from faregate.server.gateway import Gateway
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def admin_routes(gateway: Gateway, config: Config) -> list[Route]:
+    key_env = config.server.admin_key_env
+    admin_key = os.environ.get(key_env) if key_env else None
+
+    def guarded(handler: Handler) -> Handler:
+        async def run(request: Request) -> Response:
+            refusal = _refuse(request, admin_key)
+            return refusal if refusal is not None else await handler(request)
+
+        return run
+
+    async def cache_stats(request: Request) -> Response:
+        return _json({"features": await gateway.cache_stats()})
+
+    async def cache_clear(request: Request) -> Response:
+        query = request.query_params
+        deleted = await gateway.cache_clear(
+            feature=query.get("feature"), template=query.get("template"), tenant=query.get("tenant")
+        )
+        return _json({"deleted": deleted})
+
+    async def prompt_cache(request: Request) -> Response:
+        return _json({"features": await gateway.prompt_cache_report()})
+
+    return [
+        Route("/faregate/v1/cache/stats", guarded(cache_stats), methods=["GET"]),
+        Route("/faregate/v1/cache", guarded(cache_clear), methods=["DELETE"]),
+        Route("/faregate/v1/prompt-cache", guarded(prompt_cache), methods=["GET"]),
+    ]
+
+
+def _refuse(request: Request, admin_key: str | None) -> Response | None:
+    if admin_key is None:
+        host = request.client.host if request.client else ""
+        if host in LOOPBACK:
+            return None
+        return _error(
+            403, "the admin API is only open to this machine; set server.admin_key_env to use it remotely"
+        )
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), admin_key.encode()):
+        return None
+    return _error(401, "the admin API needs Authorization: Bearer <admin key>")
+
+
+def _error(status: int, message: str) -> Response:
+    return JSONResponse({"error": {"type": "admin_error", "message": message}}, status_code=status)
+
+
+def _json(payload: dict[str, Any]) -> Response:
+    return JSONResponse(_plain(payload))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
