@@ -1,4 +1,4 @@
-"""The `faregate` command line: serve, spend, analyze, lint, prompt-cache, simulate, demo."""
+"""The `faregate` command line: serve, spend, analyze, lint, prompt-cache, cache, simulate, demo."""
 
 from __future__ import annotations
 

@@ -17,4 +17,5 @@ Modules, in reading order:
 ``replay``      a cached answer rendered in the client's protocol, JSON or a proper SSE stream.
 ``precision``   verification sampling: the precision estimate, its bound, the threshold it tightens.
 ``evaluate``    `faregate cache eval`: precision, recall and hit rate on pairs or an intent stream.
+``report``      reading eval inputs and printing eval, stats and clear results (tables, JSON).
 """
