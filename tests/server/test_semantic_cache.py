@@ -126,6 +126,8 @@ def test_client_directives_bypass_and_no_store(gw: RunningGateway, fake_provider
     ask(gw, "Do you charge for wires?", extra_headers={"Cache-Control": "no-store"})
     settle(gw)
     assert ask(gw, "Do you charge for wires?")[1] == "miss"  # nothing was stored
+    # no-store only forbids storing: a stored answer may still be served
+    assert ask(gw, "What is the daily ATM limit?", extra_headers={"Cache-Control": "no-store"})[1] == "hit"
 
 
 def test_a_cached_answer_streams_as_proper_sse_in_both_protocols(
@@ -216,3 +218,16 @@ def test_features_without_the_cache_are_untouched(gw: RunningGateway, fake_provi
     assert upstream_calls(fake_provider) == 2
     assert all(e.cache_status is None for e in gw.events())
     assert Decimal(0) < gw.events()[0].cost_usd
+
+
+def test_a_failed_verification_is_recorded_not_swallowed(
+    make_gateway: Callable[..., RunningGateway], fake_provider: FakeProvider
+) -> None:
+    gw = make_gateway(features={"faq": {"semantic_cache": {"verify_fraction": 1.0}}})
+    ask(gw, "How can I reset the PIN of my card?")
+    settle(gw)
+    fake_provider.push(Scenario(status=503))  # the verification's upstream call fails
+    assert ask(gw, "how do i reset my card's PIN?")[1] == "semantic-hit"  # the client is not affected
+    settle(gw)
+    (verify,) = [e for e in gw.events() if e.cache_status == "verify"]
+    assert verify.status == 503 and verify.error_kind == "upstream_error" and verify.cache_verified is None

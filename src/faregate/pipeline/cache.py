@@ -40,7 +40,9 @@ from faregate.cache.replay import answer_from_response, render_json, render_stre
 from faregate.cache.store import CacheStore
 from faregate.call import CacheOutcome, Call, Result, Usage
 from faregate.config import SemanticCacheSettings
+from faregate.errors import FareGateError
 from faregate.pipeline.base import Next
+from faregate.pipeline.settle import error_result
 
 log = logging.getLogger("faregate.cache")
 HEADER = "x-faregate-cache"
@@ -60,7 +62,7 @@ def directive(headers: Any) -> Directive:
     """The client's say: `X-FareGate-Cache: bypass`, `Cache-Control: no-cache` / `no-store`."""
     ours = (headers.get(HEADER) or "").strip().lower()
     control = {part.strip().lower() for part in (headers.get("cache-control") or "").split(",")}
-    lookup = ours != "bypass" and "no-cache" not in control and "no-store" not in control
+    lookup = ours != "bypass" and "no-cache" not in control
     return Directive(lookup=lookup, store="no-store" not in control)
 
 
@@ -135,7 +137,8 @@ class CacheStage:
         vector = await self._run(embedder.embed_one, keys.query)
         call.embedding = vector
         feature = call.attribution.feature
-        threshold = self.precision.threshold(feature, settings.threshold or DEFAULT_THRESHOLD)
+        configured = DEFAULT_THRESHOLD if settings.threshold is None else settings.threshold
+        threshold = self.precision.threshold(feature, configured)
         for entry, similarity in await self._run(self.store.search, keys.scope, vector, CANDIDATES, now):
             if similarity < threshold:
                 break
@@ -241,9 +244,11 @@ class CacheStage:
         check = _verification_call(call)
         try:
             result = await next(check)
+        except FareGateError as exc:  # an upstream failure: recorded like any failed request
+            result = error_result(check, exc)
         except Exception:
             log.exception("cache verification failed", extra={"request_id": check.request_id})
-            return
+            result = error_result(check, FareGateError("FareGate failed to verify a cached answer"))
         fresh = answer_from_response(call.protocol, _json(result.body), 0) if result.status == 200 else None
         embedder = self.embedder()
         if fresh is not None and embedder is not None:
