@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import numpy as np
 from faregate.cache import store as sql
 from faregate.cache.entry import CacheEntry, Vector
 from faregate.cache.index import ScopedIndex
+from faregate.sqlite_transaction import immediate_transaction
 
 _S = sql.statements("?")
 _IN_CHUNK = 500  # ids per `WHERE id IN (...)`: far below SQLite's variable limit
@@ -266,14 +267,5 @@ class SqliteCacheStore:
     def _execute(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return self._conn.execute(statement, params).fetchall()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (as in the ledger's store)."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
+    def _transaction(self) -> AbstractContextManager[None]:
+        return immediate_transaction(self._conn)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from faregate.ledger.migrations import SQLITE, migrate
 from faregate.ledger.prompt_cache import prompt_cache_report
 from faregate.ledger.response_cache import response_cache_report
 from faregate.ledger.store import DEFAULT_FALLBACK, InvalidEventError
+from faregate.sqlite_transaction import immediate_transaction
 
 _STATEMENTS = queries.statements(SQLITE)
 
@@ -102,16 +103,5 @@ class SqliteStore:
     def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return self._conn.execute(sql, params).fetchall()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE ... COMMIT; anything that fails, COMMIT included, rolls the batch back."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self._conn.execute("COMMIT")
-        except BaseException:
-            # SQLite rolls back by itself after some errors (disk full); a second ROLLBACK would
-            # raise and hide the error that matters.
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
+    def _transaction(self) -> AbstractContextManager[None]:
+        return immediate_transaction(self._conn)
