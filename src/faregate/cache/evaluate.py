@@ -34,6 +34,7 @@ import numpy.typing as npt
 from faregate.cache.embeddings import DIM, Embedder
 from faregate.cache.entry import Vector
 from faregate.cache.guards import refuse
+from faregate.cache.index import ScopedIndex
 from faregate.cache.precision import DEFAULT_THRESHOLD
 
 CANDIDATES = 4  # as `faregate.pipeline.cache.CANDIDATES`: the nearest may be refused by a guard
@@ -163,10 +164,6 @@ def eval_stream(
     texts = [e.text for e in entries]
     if warm_vectors is None:
         warm_vectors = embed_all(embedder, texts[: len(warm)], progress, "warming")
-    # Imported here, after the embedder loaded: importing usearch before onnxruntime crashes the
-    # process (usearch 2.26, onnxruntime 1.32), and the embedder may use ONNX Runtime.
-    from faregate.cache.index import ScopedIndex
-
     # The gateway's index and promotion size; the graph is built in the foreground, so that every
     # lookup of a run sees the same structure (the gateway answers exactly while a graph builds).
     index = ScopedIndex(dim=DIM, hnsw_from=HNSW_FROM, background=False)

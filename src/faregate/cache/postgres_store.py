@@ -129,13 +129,15 @@ class _VectorTextLoader(Loader):
         return np.array([float(x) for x in text[1:-1].split(",")], dtype=np.float32)
 
 
-class PostgresCacheStore:
+class PostgresCacheStore(sql.Invalidation):
     """A small pool, as in the ledger's store; the pool replaces connections a failover broke.
 
     `ef_search` is the HNSW candidate list per query (pgvector's default is 40): higher means better
     recall and fewer fallbacks for mid-sized scopes, at a cost that grows about linearly. It is set
     with SET LOCAL, per transaction, so it holds behind a transaction-pooling proxy too.
     """
+
+    _statements = _S
 
     def __init__(
         self,
@@ -211,19 +213,6 @@ class PostgresCacheStore:
     def touch(self, entry_id: int, now: float) -> None:
         with self._pool.connection() as conn:
             conn.execute(_S.touch, (now, entry_id))
-
-    def evict(self, feature: str, max_entries: int) -> int:
-        sql.check_max_entries(max_entries)
-        return self._delete(_S.evict, (feature, max_entries))
-
-    def purge_expired(self, now: float) -> int:
-        return self._delete(_S.purge, (now,))
-
-    def clear(
-        self, feature: str | None = None, template: str | None = None, tenant: str | None = None
-    ) -> int:
-        cols, values = sql.clear_filters(feature, template, tenant)
-        return self._delete(_S.clear(cols), values)
 
     def stats(self) -> list[dict[str, Any]]:
         with self._pool.connection() as conn:

@@ -73,13 +73,15 @@ _INSERT = (
 )
 
 
-class SqliteCacheStore:
+class SqliteCacheStore(sql.Invalidation):
     """One connection and one lock, like the ledger's store; the index has its own lock inside.
 
     `max_loaded_scopes` bounds how many scopes keep vectors (or an empty marker) in memory: scopes
     include a hash of the preceding turns, so there can be one per conversation. The least recently
     searched scope is forgotten first and reloaded from SQLite if it is searched again.
     """
+
+    _statements = _S
 
     def __init__(
         self,
@@ -162,19 +164,6 @@ class SqliteCacheStore:
     def touch(self, entry_id: int, now: float) -> None:
         with self._lock, self._transaction():
             self._conn.execute(_S.touch, (now, entry_id))
-
-    def evict(self, feature: str, max_entries: int) -> int:
-        sql.check_max_entries(max_entries)
-        return self._delete(_S.evict, (feature, max_entries))
-
-    def purge_expired(self, now: float) -> int:
-        return self._delete(_S.purge, (now,))
-
-    def clear(
-        self, feature: str | None = None, template: str | None = None, tenant: str | None = None
-    ) -> int:
-        cols, values = sql.clear_filters(feature, template, tenant)
-        return self._delete(_S.clear(cols), values)
 
     def stats(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -187,6 +187,32 @@ def statements(p: str) -> Statements:
     )
 
 
+class Invalidation:
+    """`evict`, `purge_expired` and `clear`, written once over a backend's `_delete` and statements.
+
+    The SQL is the same on both backends; only how a DELETE runs (and what an in-process index must
+    forget) differs, which is each store's `_delete`.
+    """
+
+    _statements: Statements
+
+    def _delete(self, statement: str, params: Sequence[Any]) -> int:
+        raise NotImplementedError
+
+    def evict(self, feature: str, max_entries: int) -> int:
+        check_max_entries(max_entries)
+        return self._delete(self._statements.evict, (feature, max_entries))
+
+    def purge_expired(self, now: float) -> int:
+        return self._delete(self._statements.purge, (now,))
+
+    def clear(
+        self, feature: str | None = None, template: str | None = None, tenant: str | None = None
+    ) -> int:
+        cols, values = clear_filters(feature, template, tenant)
+        return self._delete(self._statements.clear(cols), values)
+
+
 def clear_filters(
     feature: str | None, template: str | None, tenant: str | None
 ) -> tuple[list[str], list[str]]:

@@ -101,10 +101,11 @@ class CacheStage:
         if settings is None:
             return await next(call)
         said = directive(call.headers)
+        tenant = tenant_of(call)
         keys = request_keys(
             call.protocol,
             call.body,
-            tenant=tenant_of(call),
+            tenant=tenant,
             feature=call.attribution.feature,
             model=call.model_requested,
         )
@@ -118,7 +119,7 @@ class CacheStage:
         call.cache = CacheOutcome("miss" if said.lookup else "bypass")
         result = await next(call)
         if said.store and result.status == 200:
-            self._store_when_done(call, settings, keys, result)
+            self._store_when_done(call, settings, keys, tenant, result)
         return _labelled(result, call.cache.status)
 
     # --- lookup -----------------------------------------------------------------------------------
@@ -173,7 +174,7 @@ class CacheStage:
     # --- storing ----------------------------------------------------------------------------------
 
     def _store_when_done(
-        self, call: Call, settings: SemanticCacheSettings, keys: RequestKeys, result: Result
+        self, call: Call, settings: SemanticCacheSettings, keys: RequestKeys, tenant: str, result: Result
     ) -> None:
         if result.stream is None:
             try:
@@ -182,7 +183,7 @@ class CacheStage:
                 return
             answer = answer_from_response(call.protocol, body, 0) if isinstance(body, dict) else None
             if answer is not None:
-                self._background_run(self._put, call, settings, keys, answer)
+                self._background_run(self._put, call, settings, keys, tenant, answer)
             return
 
         def streamed(done: Result) -> None:
@@ -200,12 +201,17 @@ class CacheStage:
                 output_tokens=done.usage.output_tokens,
                 cost_nusd=0,
             )
-            self._background_run(self._put, call, settings, keys, answer)
+            self._background_run(self._put, call, settings, keys, tenant, answer)
 
         result.on_complete.append(streamed)
 
     def _put(
-        self, call: Call, settings: SemanticCacheSettings, keys: RequestKeys, answer: CachedAnswer
+        self,
+        call: Call,
+        settings: SemanticCacheSettings,
+        keys: RequestKeys,
+        tenant: str,
+        answer: CachedAnswer,
     ) -> None:
         """In a worker thread: embed (unless the lookup already did) and store, then evict now and then."""
         embedding = call.embedding
@@ -217,7 +223,7 @@ class CacheStage:
                 id=random.getrandbits(63),
                 scope=keys.scope,
                 exact_key=keys.exact_key,
-                tenant=tenant_of(call),
+                tenant=tenant,
                 feature=call.attribution.feature,
                 template=call.attribution.template,
                 query=keys.query,
