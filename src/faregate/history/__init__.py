@@ -1,0 +1,1 @@
+"""Conversation history policies (window, summary, retrieve): what earlier turns a request sends upstream."""
