@@ -239,29 +239,29 @@ Execute = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 
 
 def migrate(
-    execute: Execute, param: str, real: str, migrations: Sequence[tuple[str, Sequence[str]]]
+    execute: Execute,
+    param: str,
+    real: str,
+    migrations: Sequence[tuple[str, Sequence[str]]],
+    *,
+    table: str = MIGRATIONS_TABLE,
 ) -> list[str]:
     """Apply the pending migrations in order and return their names.
 
     The caller owns the transaction (and, on PostgreSQL, a lock), so replicas starting together
     cannot apply a migration twice and a failed one leaves nothing behind. Append to a backend's
-    list to change the schema; never edit a migration that has shipped.
+    list to change the schema; never edit a migration that has shipped. `table` records what was
+    applied: another store sharing the database (conversation history) passes its own.
     """
-    execute(
-        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (name TEXT PRIMARY KEY, applied_at {real} NOT NULL)",
-        (),
-    )
-    applied = {row[0] for row in execute(f"SELECT name FROM {MIGRATIONS_TABLE}", ())}
+    execute(f"CREATE TABLE IF NOT EXISTS {table} (name TEXT PRIMARY KEY, applied_at {real} NOT NULL)", ())
+    applied = {row[0] for row in execute(f"SELECT name FROM {table}", ())}
     done: list[str] = []
     for name, sql in migrations:
         if name in applied:
             continue
         for statement in sql:
             execute(statement, ())
-        execute(
-            f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES ({param}, {param})",
-            (name, time.time()),
-        )
+        execute(f"INSERT INTO {table} (name, applied_at) VALUES ({param}, {param})", (name, time.time()))
         done.append(name)
     return done
 
