@@ -283,3 +283,25 @@ def test_onnx_graph_has_dynamic_batch_and_tokens_and_no_inline_weights() -> None
     assert dims == [["batch", "tokens"], ["batch", "tokens"]]
     assert model.ByteSize() < 100_000  # the weights travel as external data, not in the protobuf
     assert sum(a.nbytes for a in external.values()) > 80_000_000
+
+
+def test_int8_weights_stay_close_to_the_model_and_keep_its_rankings(
+    reference: tuple[list[str], npt.NDArray[np.float64]],
+) -> None:
+    """History retrieval's int8 variant: near the reference vectors, and it ranks like float32."""
+    int8 = Embedder.load(backend="onnx", int8=True)
+    assert int8.name.endswith("-int8")
+    texts, expected = reference
+    got = int8.embed(texts).astype(np.float64)
+    cosines = _cosines(got, expected)
+    assert cosines.min() >= 0.97 and float(np.median(cosines)) >= 0.99
+    query = int8.embed_one("how do I reset my card PIN?")
+    candidates = [
+        "I forgot my PIN code",
+        "what is the weather in Paris",
+        "my card was stolen",
+        "open an account",
+    ]
+    float32 = Embedder.load(backend="onnx")
+    rank = lambda e, q: list(np.argsort(-(e.embed(candidates) @ q)))  # noqa: E731
+    assert rank(int8, query) == rank(float32, float32.embed_one("how do I reset my card PIN?"))

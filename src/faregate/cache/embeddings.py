@@ -270,6 +270,7 @@ class Embedder:
         memo_size: int = 4096,
         backend: Backend | None = None,
         threads: int = 1,
+        int8: bool = False,
     ) -> Embedder:
         """Read a sentence-transformers BERT dir (None: the bundled package) and prepare its forward pass.
 
@@ -281,7 +282,9 @@ class Embedder:
         ``backend``: None picks "onnx" when `onnx` and `onnxruntime` import, else "numpy"; naming one
         forces it (tests run both), and "onnx" without the packages raises ImportError. ``threads`` is
         ONNX Runtime's intra-op thread count (1: see `faregate.cache.onnx_bert` for why); NumPy's BLAS
-        threads come from the environment (see this module's docstring).
+        threads come from the environment (see this module's docstring). ``int8`` (ONNX backend only)
+        quantizes the weight matrices: ~3x faster, vectors at cosine ~0.995 to float32 ones, so never
+        mix the two kinds in one index (the name gets an ``-int8`` suffix).
         """
         from faregate.cache import onnx_bert
 
@@ -293,6 +296,8 @@ class Embedder:
             raise ValueError(f"unknown embedding backend {backend!r} (want 'onnx' or 'numpy')")
         if name is None:
             name = MODEL_NAME if model_dir is None else Path(model_dir).name
+            if int8 and backend == "onnx":
+                name += "-int8"
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
@@ -373,7 +378,9 @@ class Embedder:
         )
         del w, layers, pos  # the ONNX backend copies the weights: let these go once it has
         forward: _Forward = (
-            onnx_bert.OnnxBert(weights, threads=threads) if backend == "onnx" else _NumpyBert(weights)
+            onnx_bert.OnnxBert(weights, threads=threads, int8=int8)
+            if backend == "onnx"
+            else _NumpyBert(weights)
         )
         return cls(
             name=name,

@@ -1,59 +1,41 @@
 """The gateway's response-cache state: the store, the embedding model, the worker pool, the stage.
 
 Built from the config like everything else in the gateway: nothing exists unless some feature turns
-`semantic_cache` on. The embedding model is loaded at start-up (about 0.2 s) rather than on the first
-request, and a missing model stops the start with the command that installs it.
+`semantic_cache` on. The embedding model (shared, `server.embedding`) is loaded at start-up rather than on
+the first request.
 """
 
 from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from pathlib import Path
 from typing import Any
 
-from faregate.cache.embeddings import Embedder, EmbeddingModelMissing
 from faregate.cache.store import CacheStore, open_cache_store
 from faregate.config import Config
-from faregate.errors import ConfigError
 from faregate.pipeline.cache import CacheStage
 from faregate.pipeline.settle import Settle
+from faregate.server.embedding import SharedEmbedder
 
 
 class ResponseCaches:
-    def __init__(self, config: Config, settle: Settle) -> None:
+    def __init__(self, config: Config, settle: Settle, embedder: SharedEmbedder) -> None:
         self.features = {
             name: feature.semantic_cache
             for name, feature in config.features.items()
             if feature.semantic_cache is not None
         }
-        self.model_dir = Path(config.cache.model_dir) if config.cache.model_dir else None
-        self.embedding_threads = config.cache.embedding_threads
         self.url = config.cache.database or config.database
-        self.embedder: Embedder | None = None
         self.store: CacheStore | None = None
         self.stage: CacheStage | None = None
         self.pool: ThreadPoolExecutor | None = None
         if self.features:
             self.store = open_cache_store(self.url)
             self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="faregate-cache")
-            self.stage = CacheStage(
-                self.features, self.store, lambda: self.embedder, self.pool, verify=settle.finish
-            )
-
-    async def start(self) -> None:
-        if not any(settings.semantic for settings in self.features.values()):
-            return
-        try:
-            self.embedder = await asyncio.to_thread(
-                partial(Embedder.load, self.model_dir, threads=self.embedding_threads)
-            )
-        except EmbeddingModelMissing as exc:
-            features = ", ".join(sorted(self.features))
-            raise ConfigError(
-                f"features.{{{features}}}.semantic_cache needs the embedding model: {exc}"
-            ) from None
+            self.stage = CacheStage(self.features, self.store, embedder.get, self.pool, verify=settle.finish)
+        for name, settings in self.features.items():
+            if settings.semantic:
+                embedder.require(f"features.{name}.semantic_cache")
 
     async def drain(self) -> None:
         if self.stage is not None:
