@@ -91,6 +91,16 @@ class CacheOutcome:
 
 
 @dataclass(slots=True)
+class HistoryOutcome:
+    """What the history stage did with a call's conversation, for the ledger."""
+
+    policy: str  # "window" | "summary" | "retrieve"; "summarize" for the call that built a summary
+    tokens_before: int = 0  # history tokens the client sent
+    tokens_after: int = 0  # history tokens sent upstream (kept turns and the summary)
+    note: str | None = None  # why the policy stepped aside or fell back
+
+
+@dataclass(slots=True)
 class Call:
     """One client request on its way through the pipeline.
 
@@ -109,6 +119,8 @@ class Call:
     anatomy: asyncio.Future[Anatomy | None] | None = None  # set by the anatomy stage, read at settle
     prefix: PrefixShaping | None = None  # set by the prefix stage
     cache: CacheOutcome | None = None  # set by the cache stage
+    history: HistoryOutcome | None = None  # set by the history stage
+    output_cap: int | None = None  # set by the cap stage when it lowered or set the output limit
     embedding: Any = None  # the query's embedding (NumPy vector) once computed: the router reuses it
     # Provider beta features a stage's change needs (Anthropic `anthropic-beta`), added to the client's
     betas: list[str] = field(default_factory=list)
@@ -134,5 +146,5 @@ class Result:
     error_kind: str | None = None
     upstream_ms: float | None = None
     output_text: list[str] = field(default_factory=list)
-    stop_reason: str | None = None  # for streams, from the tap (a full body carries its own)
+    stop_reason: str | None = None  # finish_reason / stop_reason: read from the body, or by a stream's tap
     on_complete: list[Callable[[Result], None]] = field(default_factory=list)

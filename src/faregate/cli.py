@@ -1,4 +1,4 @@
-"""The `faregate` command line: serve, spend, analyze, lint, prompt-cache, cache, simulate, demo."""
+"""The `faregate` command line: serve, spend, analyze, lint, prompt-cache, cache, history, simulate, demo."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from rich.console import Console
 
 from faregate.config import Config, load_config
 from faregate.errors import ConfigError
+from faregate.history.command import history_app
 from faregate.spend import spend_table
 
 if TYPE_CHECKING:
@@ -380,6 +381,41 @@ def cache_clear(
         store.close()
     what = " and ".join(f"{k} {v!r}" for k, v in (("feature", feature), ("template", template)) if v)
     typer.echo(f"deleted {deleted} cache entr{'y' if deleted == 1 else 'ies'}{f' of {what}' if what else ''}")
+
+
+app.add_typer(history_app, name="history")
+
+
+@history_app.command("stats")
+def history_stats(
+    since: Annotated[
+        str | None, typer.Option(help="Ledger events newer than 7d, 12h, 30m or a date.")
+    ] = None,
+    config: ConfigOption = None,
+    db: Annotated[str | None, typer.Option(help="Ledger database URL (default: the config's).")] = None,
+    format: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
+    """Per feature: history tokens sent before and after the policy, summary calls, output-cap cuts.
+
+    Example: faregate history stats --since 7d
+    """
+    from faregate.history.stats import stats_table
+    from faregate.ledger import open_store
+
+    settings = _load(config)
+    try:
+        ledger = open_store(db or settings.database)
+    except ValueError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    try:
+        report = ledger.history(parse_since(since))
+    finally:
+        ledger.close()
+    if format is Format.json:
+        typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2, default=float))
+        return
+    console.print(stats_table(report))
 
 
 def _cache_store(url: str) -> CacheStore:

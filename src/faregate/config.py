@@ -117,11 +117,38 @@ class SemanticCacheSettings(_Strict):
     verify_fraction: float = Field(default=0.0, ge=0, le=1)
 
 
+class HistorySettings(_Strict):
+    """The conversation-history policy of one feature (`features.<name>.history`; absent: off)."""
+
+    # window: the last `keep_last` exchanges (and at most `max_history_tokens` of them);
+    # summary: older exchanges replaced by a summary from `summary_model`, extended every
+    # `summary_every` exchanges; retrieve: the last `keep_last` plus the `top` older exchanges most
+    # similar to the new query. An exchange is a user turn with the replies and tool calls it caused.
+    policy: Literal["window", "summary", "retrieve"]
+    keep_last: int = Field(default=4, ge=0)
+    max_history_tokens: int | None = Field(default=None, gt=0)
+    top: int = Field(default=4, ge=0)
+    # Summaries are extended in steps of this many exchanges, not on every turn: between two
+    # extensions the summary (and so the prompt prefix before the kept turns) stays byte-identical.
+    summary_every: int = Field(default=8, ge=1)
+    # A model name the gateway serves (an alias from `models` or a provider model); None: the
+    # `small` routing tier.
+    summary_model: str | None = None
+    summary_max_tokens: int = Field(default=600, ge=64)
+    summary_timeout_s: float = Field(default=30.0, gt=0)
+    # Stored turn embeddings and summaries of a conversation idle this long are deleted.
+    conversation_ttl_s: float = Field(default=7 * 86_400, gt=0)
+
+
 class FeatureSettings(_Strict):
     """Per-feature policies. Optimisation stages add their own keys here as they land."""
 
     prompt_cache: PromptCacheSettings = PromptCacheSettings()
     semantic_cache: SemanticCacheSettings | None = None
+    history: HistorySettings | None = None
+    # Output tokens a response may use when the client asks for more (or sets no limit); responses
+    # cut by the cap are counted per feature (`faregate history stats`, the admin API).
+    max_output_tokens: int | None = Field(default=None, ge=1)
 
     @field_validator("semantic_cache", mode="before")
     @classmethod
@@ -160,6 +187,15 @@ class CacheSettings(_Strict):
     embedding_threads: int = Field(default=2, ge=1, le=64)
 
 
+Tier = Literal["small", "medium", "frontier"]
+
+
+class RoutingSettings(_Strict):
+    """Model tiers (`routing.tiers`: tier -> a model name the gateway serves)."""
+
+    tiers: dict[Tier, str] = {}
+
+
 class LoggingSettings(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "text"] = "auto"
@@ -173,6 +209,7 @@ class Config(_Strict):
     prices: dict[str, PriceSettings] = {}
     features: dict[str, FeatureSettings] = {}
     cache: CacheSettings = CacheSettings()
+    routing: RoutingSettings = RoutingSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @field_validator("database")
@@ -189,6 +226,18 @@ class Config(_Strict):
                 known = ", ".join(sorted(self.providers)) or "none configured"
                 raise ValueError(
                     f"models.{name}.provider: unknown provider {model.provider!r} (providers: {known})"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _summaries_have_a_model(self) -> Config:
+        small = self.routing.tiers.get("small")
+        for name, feature in self.features.items():
+            history = feature.history
+            if history is not None and history.policy == "summary" and not (history.summary_model or small):
+                raise ValueError(
+                    f"features.{name}.history.summary_model: the summary policy needs a model: set it, "
+                    "or set routing.tiers.small"
                 )
         return self
 

@@ -70,6 +70,18 @@ class CostEvent:
     # "verify"), whether the provider's fresh answer agreed with the cached one.
     cache_similarity: float | None = None
     cache_verified: bool | None = None
+    # Conversation history (the history stage): the feature's policy ("summarize" marks the call
+    # that built a summary), the history tokens the client sent and those sent upstream (counted
+    # alike, so before/after compare; `history_tokens` above is the anatomy of what was billed), and
+    # why the policy stepped aside or fell back ("roles: ...", "summary failed: ...").
+    history_policy: str | None = None
+    history_tokens_before: int | None = None
+    history_tokens_after: int | None = None
+    history_note: str | None = None
+    # Output caps: the limit FareGate imposed (None: the client's own limit stood) and whether the
+    # response stopped there (finish_reason "length" / stop_reason "max_tokens").
+    output_cap: int | None = None
+    output_capped: bool | None = None
 
     @property
     def cost_usd(self) -> Decimal:

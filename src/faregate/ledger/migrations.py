@@ -112,6 +112,18 @@ def m004_response_cache_columns(d: Dialect) -> list[str]:
     ]
 
 
+@migration
+def m005_history_and_cap_columns(d: Dialect) -> list[str]:
+    return [
+        f"ALTER TABLE events ADD COLUMN history_policy {d.text}",
+        f"ALTER TABLE events ADD COLUMN history_tokens_before {d.bigint}",
+        f"ALTER TABLE events ADD COLUMN history_tokens_after {d.bigint}",
+        f"ALTER TABLE events ADD COLUMN history_note {d.text}",
+        f"ALTER TABLE events ADD COLUMN output_cap {d.bigint}",
+        f"ALTER TABLE events ADD COLUMN output_capped {d.boolean}",
+    ]
+
+
 def migrate(execute: Execute, dialect: Dialect) -> list[str]:
     """Apply the pending migrations and return their names.
 

@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool
 
 from faregate.ledger import queries
 from faregate.ledger.events import CostEvent
+from faregate.ledger.history import history_report
 from faregate.ledger.migrations import POSTGRES, migrate
 from faregate.ledger.prompt_cache import prompt_cache_report
 from faregate.ledger.response_cache import response_cache_report
@@ -97,6 +98,10 @@ class PostgresStore:
     def response_cache(self, since: float | None = None) -> list[dict[str, Any]]:
         with self._pool.connection() as conn:
             return response_cache_report(partial(_fetch, conn), POSTGRES, since)
+
+    def history(self, since: float | None = None) -> list[dict[str, Any]]:
+        with self._pool.connection() as conn:
+            return history_report(partial(_fetch, conn), POSTGRES, since)
 
     def count(self) -> int:
         with self._pool.connection() as conn:

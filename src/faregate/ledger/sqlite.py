@@ -11,6 +11,7 @@ from typing import Any
 
 from faregate.ledger import queries
 from faregate.ledger.events import CostEvent
+from faregate.ledger.history import history_report
 from faregate.ledger.migrations import SQLITE, migrate
 from faregate.ledger.prompt_cache import prompt_cache_report
 from faregate.ledger.response_cache import response_cache_report
@@ -90,6 +91,10 @@ class SqliteStore:
     def response_cache(self, since: float | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return response_cache_report(self._execute, SQLITE, since)
+
+    def history(self, since: float | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return history_report(self._execute, SQLITE, since)
 
     def count(self) -> int:
         with self._lock:

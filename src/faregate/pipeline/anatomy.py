@@ -1,7 +1,10 @@
 """The anatomy stage: split each request's input tokens into system, tools, history, context, query.
 
-It measures the request as the client sent it, before any optimisation changes it, so the ledger
-shows where a feature's tokens go rather than where FareGate left them.
+It measures the request as the client sent it, before the prefix stage's shaping, so the ledger
+shows where a feature's tokens go. One stage changes the token count itself: when a history policy
+drops or summarises turns, the history stage has the request measured again as sent, so the
+components add up to what was billed, and the ledger keeps the client's history tokens apart
+(`history_tokens_before`).
 
 Counting new text costs ~35 µs per 1,000 characters (a fresh 3,000-token retrieved context is
 ~0.4 ms), and only the settle step needs the result. So a large request is measured in a worker
@@ -36,6 +39,11 @@ class AnatomyStage:
         }
 
     async def __call__(self, call: Call, next: Next) -> Result:
+        self.measure(call)
+        return await next(call)
+
+    def measure(self, call: Call) -> None:
+        """Set `call.anatomy` from `call.body`; the history stage calls it again on what it sends."""
         model = call.route.model if call.route else call.model_requested
         patterns = self.patterns.get(call.attribution.feature, ())
         # A shallow copy: later stages replace top-level keys (model, messages), never edit in place.
@@ -48,7 +56,6 @@ class AnatomyStage:
             call.anatomy = loop.run_in_executor(
                 self.executor, _measure, call.request_id, call.protocol, model, body, patterns
             )
-        return await next(call)
 
 
 def _measure(

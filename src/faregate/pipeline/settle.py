@@ -27,6 +27,7 @@ log = logging.getLogger("faregate.settle")
 COST_HEADER = "x-faregate-cost-usd"
 PRICE_KNOWN_HEADER = "x-faregate-price-known"
 _ZERO = Decimal(0)
+_CUT_BY_LIMIT = frozenset({"length", "max_tokens"})  # OpenAI finish_reason, Anthropic stop_reason
 
 
 class Settle:
@@ -126,6 +127,15 @@ class Settle:
             event.prefix_hash = prefix.prefix_hash
             event.prefix_findings = prefix.findings
             event.prompt_cache_actions = prefix.actions
+        history = call.history
+        if history is not None:
+            event.history_policy = history.policy
+            event.history_tokens_before = history.tokens_before
+            event.history_tokens_after = history.tokens_after
+            event.history_note = history.note
+        if call.output_cap is not None:
+            event.output_cap = call.output_cap
+            event.output_capped = result.status < 400 and result.stop_reason in _CUT_BY_LIMIT
         anatomy = _measured(call)
         if anatomy is not None:
             if result.usage is not None and usage.input_tokens:
@@ -158,7 +168,6 @@ class Settle:
             return usage, False, _ZERO, _ZERO
         saving = self.prices.prompt_cache_saving(model, usage, price.usd, provider=provider.pricing_id, at=at)
         return usage, True, price.usd, saving
-
 
     def _answer_cost(self, call: Call, model: str | None, usage: Usage) -> Decimal:
         """What the cached answer would cost if the provider produced it again now."""

@@ -94,6 +94,7 @@ class Upstream:
         if isinstance(parsed, dict):
             result.usage, result.model_used, text = provider.read_response(parsed)
             result.output_text.append(text)
+            result.stop_reason = stop_reason(parsed)
         return result
 
     def _relay_stream(
@@ -134,6 +135,16 @@ class Upstream:
 
         result.stream = relay()
         return result
+
+
+def stop_reason(body: dict[str, object]) -> str | None:
+    """Why a full response ended: Anthropic's `stop_reason`, or OpenAI's first choice's `finish_reason`."""
+    reason = body.get("stop_reason")
+    if reason is None:
+        choices = body.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            reason = choices[0].get("finish_reason")
+    return reason if isinstance(reason, str) else None
 
 
 def _reason(exc: BaseException) -> str:

@@ -48,8 +48,17 @@ def admin_routes(gateway: Gateway, config: Config) -> list[Route]:
     async def prompt_cache(request: Request) -> Response:
         return _json({"features": await gateway.prompt_cache_report()})
 
+    async def history(request: Request) -> Response:
+        since = request.query_params.get("since")
+        try:
+            start = float(since) if since is not None else None
+        except ValueError:
+            return _error(400, "since must be a unix timestamp in seconds")
+        return _json(await gateway.history_report(start))
+
     return [
         Route("/faregate/v1/cache/stats", guarded(cache_stats), methods=["GET"]),
+        Route("/faregate/v1/history", guarded(history), methods=["GET"]),
         Route("/faregate/v1/cache", guarded(cache_clear), methods=["DELETE"]),
         Route("/faregate/v1/prompt-cache", guarded(prompt_cache), methods=["GET"]),
     ]

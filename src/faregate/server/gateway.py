@@ -20,6 +20,7 @@ from faregate.ledger import LedgerWriter, open_store
 from faregate.pipeline import compose
 from faregate.pipeline.anatomy import AnatomyStage
 from faregate.pipeline.base import Stage
+from faregate.pipeline.cap import OutputCap
 from faregate.pipeline.identify import apply_metadata, attribution_from_headers
 from faregate.pipeline.prefix import PrefixStage
 from faregate.pipeline.route import ModelCatalogue, Resolve
@@ -30,6 +31,8 @@ from faregate.protocols import InboundProtocol
 from faregate.protocols.base import parse_json_object
 from faregate.providers import build_providers
 from faregate.server.caches import ResponseCaches, merge_cache_stats
+from faregate.server.embedding import SharedEmbedder
+from faregate.server.histories import Histories
 
 REQUEST_ID_HEADER = "x-faregate-request-id"
 
@@ -45,22 +48,35 @@ class Gateway:
         self.settle = Settle(prices, self.writer, self.providers)
         self.upstream = Upstream(self.providers, config.server.connect_timeout_s)
         self.measure_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="faregate-measure")
-        self.caches = ResponseCaches(config, self.settle)
-        stages: list[Stage] = [
-            self.settle,
-            Resolve(self.catalogue),
-            AnatomyStage(config.features, self.measure_pool),
-        ]
+        self.embedder = SharedEmbedder(config)
+        self.caches = ResponseCaches(config, self.settle, self.embedder)
+        anatomy = AnatomyStage(config.features, self.measure_pool)
+        self.histories = Histories(
+            config,
+            catalogue=self.catalogue,
+            upstream=self._upstream_only,
+            settle=self.settle,
+            embedder=self.embedder,
+            remeasure=anatomy.measure,
+            new_request_id=new_request_id,
+        )
+        stages: list[Stage] = [self.settle, Resolve(self.catalogue), anatomy]
         if self.caches.stage is not None:
             stages.append(self.caches.stage)
-        stages += [PrefixStage(config.features, self.providers), self.upstream]
+        if self.histories.stage is not None:
+            stages.append(self.histories.stage)
+        stages.append(PrefixStage(config.features, self.providers))
+        if any(f.max_output_tokens is not None for f in config.features.values()):
+            stages.append(OutputCap(config.features, self.providers))
+        stages.append(self.upstream)
         self.pipeline = compose(stages)
         self.max_body_bytes = config.server.max_body_bytes
 
     async def start(self) -> None:
         # Build the tokenizers now (~0.2 s each) rather than on the first request without usage.
         await asyncio.to_thread(tokens.preload)
-        await self.caches.start()
+        await self.embedder.start()
+        await self.histories.start()
         await self.writer.start()
         await self.upstream.start()
         # ~64k long-lived objects (price tables, tokenizers) exist by now; a full collection walked
@@ -71,9 +87,11 @@ class Gateway:
     async def stop(self) -> None:
         """Close upstream connections, then drain the ledger: no event is lost on SIGTERM."""
         await self.caches.drain()  # stores and verifications in flight (a verification settles an event)
+        await self.histories.stop()
         await self.upstream.stop()
         await self.writer.close()
         self.caches.close()
+        self.histories.close()
         self.store.close()
         self.measure_pool.shutdown(wait=False)
 
@@ -115,6 +133,15 @@ class Gateway:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    async def _upstream_only(self, call: Call) -> Result:
+        """The upstream stage alone: FareGate's own calls (summaries) skip the client's pipeline."""
+        return await self.upstream(call, _nothing_after_upstream)
+
+    async def history_report(self, since: float | None = None) -> dict[str, Any]:
+        """Per feature, from the ledger: history tokens saved, summary calls, output-cap cuts."""
+        features = await asyncio.to_thread(self.store.history, since)
+        return {"features": features, "store": await self.histories.stats()}
+
     async def cache_stats(self) -> list[dict[str, Any]]:
         """Per feature: the cache store's entries and hits, and the ledger's results for it."""
         ledger = await asyncio.to_thread(self.store.response_cache)
@@ -134,6 +161,10 @@ class Gateway:
             {"id": name, "provider": route.provider, "upstream_model": route.model}
             for name, route in self.catalogue.aliases.items()
         ]
+
+
+async def _nothing_after_upstream(call: Call) -> Result:
+    raise RuntimeError("the upstream stage answers without calling next")
 
 
 def new_request_id() -> str:
