@@ -28,7 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-import numpy as np
 import orjson
 
 from faregate.cache.embeddings import Embedder
@@ -131,23 +130,26 @@ class HistoryStage:
     def _similarities(
         self, key: ConversationKey, conv: Conversation, settings: HistorySettings
     ) -> list[float]:
-        """Cosine similarity of the query to each earlier exchange (0 for the verbatim tail)."""
+        """Cosine similarity of the query to each earlier exchange (0 for the verbatim tail).
+
+        One search of the store (pgvector's `<=>` on PostgreSQL) scores every stored exchange of
+        the request; an exchange it does not return has no vector yet (a conversation first seen,
+        or after the store forgot it) and is embedded and stored now, once.
+        """
         embedder = self._embedder()
         store = self._store()
         older = conv.history[: max(len(conv.history) - settings.keep_last, 0)]
         if not older or settings.top == 0:
             return [0.0] * len(conv.history)
-        known = store.vectors(key, [e.digest for e in older])
-        missing = [e for e in older if e.digest not in known]
-        if missing:  # a conversation first seen (or a restart): embed what the store lacks, once
-            vectors = embedder.embed([e.text for e in missing])
-            new = [(e.digest, vectors[i]) for i, e in enumerate(missing)]
-            store.put_vectors(key, new, self.clock())
-            known.update(new)
         query = embedder.embed_one(conv.query)
-        matrix = np.stack([known[e.digest] for e in older])
-        sims: list[float] = (matrix @ query).tolist()
-        return sims + [0.0] * (len(conv.history) - len(older))
+        digests = [e.digest for e in older]
+        scores = dict(store.nearest(key, query, digests, len(digests)))
+        missing = [e for e in older if e.digest not in scores]
+        if missing:
+            vectors = embedder.embed([e.text for e in missing])
+            store.put_vectors(key, [(e.digest, vectors[i]) for i, e in enumerate(missing)], self.clock())
+            scores.update(zip((e.digest for e in missing), (vectors @ query).tolist(), strict=True))
+        return [scores[d] for d in digests] + [0.0] * (len(conv.history) - len(older))
 
     async def _summarised(
         self, call: Call, settings: HistorySettings, conv: Conversation, key: ConversationKey
