@@ -101,6 +101,17 @@ class HistoryOutcome:
 
 
 @dataclass(slots=True)
+class RoutingOutcome:
+    """The router's decision for a call (or, for a shadow call, which routed call it checks)."""
+
+    tier: str
+    confidence: float | None = None  # calibrated probability the chosen tier answers well
+    fallback: bool = False  # the frontier, because no cheaper tier cleared its bar or the router was unsure
+    shadow_of: str | None = None  # a shadow call: the routed request it re-asks the frontier for
+    agreed: bool | None = None  # a shadow call: did the frontier's answer agree with the routed one
+
+
+@dataclass(slots=True)
 class Call:
     """One client request on its way through the pipeline.
 
@@ -120,6 +131,7 @@ class Call:
     prefix: PrefixShaping | None = None  # set by the prefix stage
     cache: CacheOutcome | None = None  # set by the cache stage
     history: HistoryOutcome | None = None  # set by the history stage
+    routing: RoutingOutcome | None = None  # set by the router stage
     output_cap: int | None = None  # set by the cap stage when it lowered or set the output limit
     embedding: Any = None  # the query's embedding (NumPy vector) once computed: the router reuses it
     # Provider beta features a stage's change needs (Anthropic `anthropic-beta`), added to the client's

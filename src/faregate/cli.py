@@ -1,4 +1,5 @@
-"""The `faregate` command line: serve, spend, analyze, lint, prompt-cache, cache, history, simulate, demo."""
+"""The `faregate` command line: serve, spend, analyze, lint, prompt-cache, cache, history, router, simulate,
+demo."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from rich.console import Console
 from faregate.config import Config, load_config
 from faregate.errors import ConfigError
 from faregate.history.command import history_app
+from faregate.routing.command import router_app
 from faregate.spend import spend_table
 
 if TYPE_CHECKING:
@@ -72,7 +74,7 @@ def serve(
     try:
         application = create_app(settings)
     except (ConfigError, ValueError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)  # paths stay whole
         raise typer.Exit(2) from None
     uvicorn.run(
         application,
@@ -384,6 +386,39 @@ def cache_clear(
 
 
 app.add_typer(history_app, name="history")
+app.add_typer(router_app, name="router")
+
+
+@router_app.command("stats")
+def router_stats(
+    since: Annotated[
+        str | None, typer.Option(help="Ledger events newer than 7d, 12h, 30m or a date.")
+    ] = None,
+    config: ConfigOption = None,
+    db: Annotated[str | None, typer.Option(help="Ledger database URL (default: the config's).")] = None,
+    format: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
+    """Per feature: requests by tier, frontier share, fallbacks, shadow-check error estimate, feedback.
+
+    Example: faregate router stats --since 7d
+    """
+    from faregate.ledger import open_store
+    from faregate.routing.stats import stats_table
+
+    settings = _load(config)
+    try:
+        ledger = open_store(db or settings.database)
+    except ValueError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    try:
+        report = ledger.routing(parse_since(since))
+    finally:
+        ledger.close()
+    if format is Format.json:
+        typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        return
+    console.print(stats_table(report))
 
 
 @history_app.command("stats")

@@ -149,6 +149,8 @@ class FeatureSettings(_Strict):
     # Output tokens a response may use when the client asks for more (or sets no limit); responses
     # cut by the cap are counted per feature (`faregate history stats`, the admin API).
     max_output_tokens: int | None = Field(default=None, ge=1)
+    # Let the router move this feature's requests for the frontier model to a cheaper tier.
+    routing: bool = False
 
     @field_validator("semantic_cache", mode="before")
     @classmethod
@@ -191,9 +193,17 @@ Tier = Literal["small", "medium", "frontier"]
 
 
 class RoutingSettings(_Strict):
-    """Model tiers (`routing.tiers`: tier -> a model name the gateway serves)."""
+    """Model routing: tiers, the router that picks one, and production feedback."""
 
+    # tier -> a model name the gateway serves (an alias from `models` or a provider model). Requests
+    # for model `auto`, and requests of features with `routing: true` asking for the frontier model,
+    # go to the cheapest tier the router trusts.
     tiers: dict[Tier, str] = {}
+    # A file written by `faregate router train`; None: the router that ships in the package.
+    router: str | None = None
+    # Share of requests routed below the frontier that are also sent to the frontier model (off the
+    # client's path) to estimate the routing error.
+    shadow_fraction: float = Field(default=0.0, ge=0, le=1)
 
 
 class LoggingSettings(_Strict):
@@ -227,6 +237,16 @@ class Config(_Strict):
                 raise ValueError(
                     f"models.{name}.provider: unknown provider {model.provider!r} (providers: {known})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _routing_has_tiers(self) -> Config:
+        tiers = self.routing.tiers
+        routed = sorted(name for name, feature in self.features.items() if feature.routing)
+        if tiers and ("frontier" not in tiers or len(tiers) < 2):
+            raise ValueError("routing.tiers: needs `frontier` and at least one cheaper tier (small, medium)")
+        if routed and not tiers:
+            raise ValueError(f"features.{routed[0]}.routing: needs routing.tiers (small, medium, frontier)")
         return self
 
     @model_validator(mode="after")

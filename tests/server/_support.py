@@ -67,9 +67,15 @@ def async_anthropic_client(gw: Gateway, **kwargs: Any) -> anthropic.AsyncAnthrop
     return anthropic.AsyncAnthropic(base_url=gw.url, api_key=ANTHROPIC_KEY, max_retries=0, **kwargs)
 
 
-def only_event(gw: Gateway) -> CostEvent:
-    """The single ledger event a test expects (fails loudly when there are none or several)."""
-    events = gw.events()
+def only_event(gw: Gateway, timeout: float = 5.0) -> CostEvent:
+    """The single ledger event a test expects (fails loudly when there are none or several).
+
+    A stream is settled when its generator finishes, which can be a moment after the client read
+    the last byte: wait for the event rather than race it.
+    """
+    deadline = time.monotonic() + timeout
+    while not (events := gw.events()) and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert len(events) == 1, events
     return events[0]
 

@@ -82,6 +82,14 @@ class CostEvent:
     # response stopped there (finish_reason "length" / stop_reason "max_tokens").
     output_cap: int | None = None
     output_capped: bool | None = None
+    # Routing (`tier` above): the classifier's calibrated probability that the chosen tier answers
+    # well, and whether the request went to the frontier because no cheaper tier cleared the bar.
+    # A shadow call (the frontier model asked too, off the client's path) carries the routed
+    # request's id in `route_shadow_of` and whether the two answers agreed in `route_agreed`.
+    route_confidence: float | None = None
+    route_fallback: bool | None = None
+    route_shadow_of: str | None = None
+    route_agreed: bool | None = None
 
     @property
     def cost_usd(self) -> Decimal:

@@ -124,6 +124,19 @@ def m005_history_and_cap_columns(d: Dialect) -> list[str]:
     ]
 
 
+@migration
+def m006_routing_columns_and_feedback(d: Dialect) -> list[str]:
+    return [
+        f"ALTER TABLE events ADD COLUMN route_confidence {d.real}",
+        f"ALTER TABLE events ADD COLUMN route_fallback {d.boolean}",
+        f"ALTER TABLE events ADD COLUMN route_shadow_of {d.text}",
+        f"ALTER TABLE events ADD COLUMN route_agreed {d.boolean}",
+        # A user's rating of a request's answer (POST /faregate/v1/feedback); the latest one counts.
+        f"CREATE TABLE feedback (request_id {d.text} PRIMARY KEY, ts {d.real} NOT NULL, "
+        f"rating {d.real} NOT NULL)",
+    ]
+
+
 def migrate(execute: Execute, dialect: Dialect) -> list[str]:
     """Apply the pending migrations and return their names.
 

@@ -20,6 +20,7 @@ from faregate.ledger.history import history_report
 from faregate.ledger.migrations import POSTGRES, migrate
 from faregate.ledger.prompt_cache import prompt_cache_report
 from faregate.ledger.response_cache import response_cache_report
+from faregate.ledger.routing import routing_report
 from faregate.ledger.store import DEFAULT_FALLBACK, InvalidEventError
 
 _STATEMENTS = queries.statements(POSTGRES)
@@ -102,6 +103,14 @@ class PostgresStore:
     def history(self, since: float | None = None) -> list[dict[str, Any]]:
         with self._pool.connection() as conn:
             return history_report(partial(_fetch, conn), POSTGRES, since)
+
+    def routing(self, since: float | None = None) -> list[dict[str, Any]]:
+        with self._pool.connection() as conn:
+            return routing_report(partial(_fetch, conn), POSTGRES, since)
+
+    def record_feedback(self, request_id: str, rating: float, ts: float) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(_STATEMENTS.feedback, (request_id, ts, rating))
 
     def count(self) -> int:
         with self._pool.connection() as conn:

@@ -49,6 +49,7 @@ class Statements:
     insert: str
     select_events: str
     count: str
+    feedback: str
 
 
 def statements(dialect: Dialect) -> Statements:
@@ -60,6 +61,11 @@ def statements(dialect: Dialect) -> Statements:
         ),
         select_events=f"SELECT {_COLUMNS} FROM events",
         count="SELECT COUNT(*) FROM events",
+        feedback=(
+            f"INSERT INTO feedback (request_id, ts, rating) VALUES ({dialect.param}, {dialect.param}, "
+            f"{dialect.param}) ON CONFLICT (request_id) "
+            "DO UPDATE SET ts = excluded.ts, rating = excluded.rating"
+        ),
     )
 
 

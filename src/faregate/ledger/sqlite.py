@@ -15,6 +15,7 @@ from faregate.ledger.history import history_report
 from faregate.ledger.migrations import SQLITE, migrate
 from faregate.ledger.prompt_cache import prompt_cache_report
 from faregate.ledger.response_cache import response_cache_report
+from faregate.ledger.routing import routing_report
 from faregate.ledger.store import DEFAULT_FALLBACK, InvalidEventError
 from faregate.sqlite_transaction import immediate_transaction
 
@@ -95,6 +96,14 @@ class SqliteStore:
     def history(self, since: float | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return history_report(self._execute, SQLITE, since)
+
+    def routing(self, since: float | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return routing_report(self._execute, SQLITE, since)
+
+    def record_feedback(self, request_id: str, rating: float, ts: float) -> None:
+        with self._lock, self._transaction():
+            self._conn.execute(_STATEMENTS.feedback, (request_id, ts, rating))
 
     def count(self) -> int:
         with self._lock:

@@ -53,6 +53,13 @@ class LedgerStore(Protocol):
         """History-policy savings and output-cap cuts per feature (`faregate.ledger.history`)."""
         ...
 
+    def routing(self, since: float | None = None) -> list[dict[str, Any]]:
+        """Tier mix, fallbacks, shadow-check error estimate and feedback per feature."""
+        ...
+
+    def record_feedback(self, request_id: str, rating: float, ts: float) -> None:
+        """Store a user's rating of a request's answer (the latest rating of a request wins)."""
+
     def count(self) -> int: ...
 
     def close(self) -> None: ...

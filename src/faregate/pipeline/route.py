@@ -43,9 +43,18 @@ class ModelCatalogue:
 
 
 class Resolve:
-    def __init__(self, catalogue: ModelCatalogue) -> None:
+    """The route of the model the client named; `auto` starts at the frontier tier's model.
+
+    The router stage, later in the pipeline, may move the call to a cheaper tier.
+    """
+
+    def __init__(self, catalogue: ModelCatalogue, auto: str | None = None) -> None:
         self.catalogue = catalogue
+        self.auto = auto
 
     async def __call__(self, call: Call, next: Next) -> Result:
-        call.route = self.catalogue.resolve(call.protocol, call.model_requested)
+        model = call.model_requested
+        if model == "auto" and self.auto is not None:
+            model = self.auto
+        call.route = self.catalogue.resolve(call.protocol, model)
         return await next(call)

@@ -133,6 +133,13 @@ class Settle:
             event.history_tokens_before = history.tokens_before
             event.history_tokens_after = history.tokens_after
             event.history_note = history.note
+        routing = call.routing
+        if routing is not None:
+            event.tier = routing.tier
+            event.route_confidence = routing.confidence
+            event.route_fallback = routing.fallback
+            event.route_shadow_of = routing.shadow_of
+            event.route_agreed = routing.agreed
         if call.output_cap is not None:
             event.output_cap = call.output_cap
             event.output_capped = result.status < 400 and result.stop_reason in _CUT_BY_LIMIT

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -56,12 +57,45 @@ def admin_routes(gateway: Gateway, config: Config) -> list[Route]:
             return _error(400, "since must be a unix timestamp in seconds")
         return _json(await gateway.history_report(start))
 
+    async def routing(request: Request) -> Response:
+        since = request.query_params.get("since")
+        try:
+            start = float(since) if since is not None else None
+        except ValueError:
+            return _error(400, "since must be a unix timestamp in seconds")
+        return _json({"features": await gateway.routing_report(start)})
+
+    async def feedback(request: Request) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return _error(400, 'the body must be JSON: {"request_id": "...", "rating": 0..1}')
+        problem = _feedback_problem(body)
+        if problem is not None:
+            return _error(400, problem)
+        await gateway.record_feedback(body["request_id"], float(body["rating"]))
+        return _json({"request_id": body["request_id"], "rating": float(body["rating"])})
+
     return [
         Route("/faregate/v1/cache/stats", guarded(cache_stats), methods=["GET"]),
+        Route("/faregate/v1/routing", guarded(routing), methods=["GET"]),
+        Route("/faregate/v1/feedback", guarded(feedback), methods=["POST"]),
         Route("/faregate/v1/history", guarded(history), methods=["GET"]),
         Route("/faregate/v1/cache", guarded(cache_clear), methods=["DELETE"]),
         Route("/faregate/v1/prompt-cache", guarded(prompt_cache), methods=["GET"]),
     ]
+
+
+def _feedback_problem(body: Any) -> str | None:
+    """Why a feedback body is unusable, or None. A rating is a number from 0 (bad) to 1 (good)."""
+    if not isinstance(body, dict):
+        return "the body must be a JSON object"
+    request_id, rating = body.get("request_id"), body.get("rating")
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= 64 or not request_id.isalnum():
+        return "request_id: the X-FareGate-Request-Id of the rated response"
+    if isinstance(rating, bool) or not isinstance(rating, int | float) or not 0 <= rating <= 1:
+        return "rating: a number from 0 (bad answer) to 1 (good answer)"
+    return None
 
 
 def _refuse(request: Request, admin_key: str | None) -> Response | None:

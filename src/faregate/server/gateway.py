@@ -33,6 +33,7 @@ from faregate.providers import build_providers
 from faregate.server.caches import ResponseCaches, merge_cache_stats
 from faregate.server.embedding import SharedEmbedder
 from faregate.server.histories import Histories
+from faregate.server.routing import build_router_stage
 
 REQUEST_ID_HEADER = "x-faregate-request-id"
 
@@ -60,11 +61,26 @@ class Gateway:
             remeasure=anatomy.measure,
             new_request_id=new_request_id,
         )
-        stages: list[Stage] = [self.settle, Resolve(self.catalogue), anatomy]
+        self.router = build_router_stage(
+            config,
+            catalogue=self.catalogue,
+            embedder=self.embedder,
+            executor=self.measure_pool,
+            upstream=self._upstream_only,
+            settle=self.settle.finish,
+            new_request_id=new_request_id,
+        )
+        stages: list[Stage] = [
+            self.settle,
+            Resolve(self.catalogue, config.routing.tiers.get("frontier")),
+            anatomy,
+        ]
         if self.caches.stage is not None:
             stages.append(self.caches.stage)
         if self.histories.stage is not None:
             stages.append(self.histories.stage)
+        if self.router is not None:
+            stages.append(self.router)
         stages.append(PrefixStage(config.features, self.providers))
         if any(f.max_output_tokens is not None for f in config.features.values()):
             stages.append(OutputCap(config.features, self.providers))
@@ -88,6 +104,8 @@ class Gateway:
         """Close upstream connections, then drain the ledger: no event is lost on SIGTERM."""
         await self.caches.drain()  # stores and verifications in flight (a verification settles an event)
         await self.histories.stop()
+        if self.router is not None:
+            await self.router.drain()  # shadow calls in flight settle ledger events
         await self.upstream.stop()
         await self.writer.close()
         self.caches.close()
@@ -141,6 +159,13 @@ class Gateway:
         """Per feature, from the ledger: history tokens saved, summary calls, output-cap cuts."""
         features = await asyncio.to_thread(self.store.history, since)
         return {"features": features, "store": await self.histories.stats()}
+
+    async def routing_report(self, since: float | None = None) -> list[dict[str, Any]]:
+        """Per feature, from the ledger: tier mix, fallbacks, shadow-check error estimate, feedback."""
+        return await asyncio.to_thread(self.store.routing, since)
+
+    async def record_feedback(self, request_id: str, rating: float) -> None:
+        await asyncio.to_thread(self.store.record_feedback, request_id, rating, time.time())
 
     async def cache_stats(self) -> list[dict[str, Any]]:
         """Per feature: the cache store's entries and hits, and the ledger's results for it."""
