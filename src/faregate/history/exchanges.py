@@ -209,18 +209,45 @@ def _opens_exchange(protocol: Protocol, message: Any) -> bool:
     return True
 
 
+# A chat resends the same earlier exchanges with every request: (text, digest, tokens) of plain
+# exchanges (messages of only `role` and string `content`) are remembered by their exact strings,
+# so a 50-exchange conversation costs ~50 tuple hashes instead of ~50 renders, hashes and counts.
+_MEMO: dict[tuple[Any, ...], tuple[str, str, int]] = {}
+_MEMO_MAX = 65_536
+_PLAIN_KEYS = frozenset({"role", "content"})
+
+
 def _exchange(
     protocol: Protocol, model: str, messages: list[Any], start: int, end: int, pinned: frozenset[int]
 ) -> Exchange:
     own = [messages[i] for i in range(start, end) if i not in pinned]
-    text = "\n".join(line for message in own for line in _render(protocol, message))
-    return Exchange(
-        start=start,
-        end=end,
-        text=text,
-        digest=hashlib.blake2b(text.encode(), digest_size=16).hexdigest(),
-        tokens=_count(protocol, model, own),
-    )
+    key = _plain_key(protocol, model, own)
+    known = _MEMO.get(key) if key is not None else None
+    if known is None:
+        text = "\n".join(line for message in own for line in _render(protocol, message))
+        known = (
+            text,
+            hashlib.blake2b(text.encode(), digest_size=16).hexdigest(),
+            _count(protocol, model, own),
+        )
+        if key is not None:
+            if len(_MEMO) >= _MEMO_MAX:
+                _MEMO.clear()
+            _MEMO[key] = known
+    text, digest, tokens = known
+    return Exchange(start=start, end=end, text=text, digest=digest, tokens=tokens)
+
+
+def _plain_key(protocol: Protocol, model: str, own: list[Any]) -> tuple[Any, ...] | None:
+    parts: list[Any] = [protocol, model]
+    for message in own:
+        if not isinstance(message, dict) or message.keys() != _PLAIN_KEYS:
+            return None
+        role, content = message["role"], message["content"]
+        if not isinstance(role, str) or not isinstance(content, str):
+            return None
+        parts += (role, content)
+    return tuple(parts)
 
 
 def _render(protocol: Protocol, message: Any) -> list[str]:
