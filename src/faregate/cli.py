@@ -23,7 +23,10 @@ from faregate.routing.command import router_app
 from faregate.spend import spend_table
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from faregate.cache.store import CacheStore
+    from faregate.ledger.store import LedgerStore
 
 app = typer.Typer(help="FareGate: an LLM cost-optimization gateway.", no_args_is_help=True)
 # Off a terminal (CI logs, pipes) Rich would wrap tables at 80 columns; reports need more.
@@ -402,19 +405,9 @@ def router_stats(
 
     Example: faregate router stats --since 7d
     """
-    from faregate.ledger import open_store
     from faregate.routing.stats import stats_table
 
-    settings = _load(config)
-    try:
-        ledger = open_store(db or settings.database)
-    except ValueError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    try:
-        report = ledger.routing(parse_since(since))
-    finally:
-        ledger.close()
+    report = _ledger_report(config, db, lambda ledger: ledger.routing(parse_since(since)))
     if format is Format.json:
         typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2))
         return
@@ -435,6 +428,18 @@ def history_stats(
     Example: faregate history stats --since 7d
     """
     from faregate.history.stats import stats_table
+
+    report = _ledger_report(config, db, lambda ledger: ledger.history(parse_since(since)))
+    if format is Format.json:
+        typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2, default=float))
+        return
+    console.print(stats_table(report))
+
+
+def _ledger_report(
+    config: Path | None, db: str | None, read: Callable[[LedgerStore], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Open the ledger (`--db`, else the config's `database`), read one report from it, close it."""
     from faregate.ledger import open_store
 
     settings = _load(config)
@@ -444,13 +449,9 @@ def history_stats(
         err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     try:
-        report = ledger.history(parse_since(since))
+        return read(ledger)
     finally:
         ledger.close()
-    if format is Format.json:
-        typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2, default=float))
-        return
-    console.print(stats_table(report))
 
 
 def _cache_store(url: str) -> CacheStore:

@@ -14,20 +14,19 @@ registered on each pooled connection, so neither side formats or parses 384 deci
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg.abc import Buffer
-from psycopg.adapt import Dumper, Loader
-from psycopg.pq import Format
 from psycopg.types import TypeInfo
 from psycopg_pool import ConnectionPool
 
 from faregate.cache import store as sql
 from faregate.cache.entry import CacheEntry, Vector
+from faregate.pgvector import VectorDumper as _VectorDumper
+from faregate.pgvector import VectorLoader as _VectorLoader
+from faregate.pgvector import VectorTextLoader as _VectorTextLoader
 
 _S = sql.statements("%s")
 # Any constant works as long as every replica uses it; distinct from the ledger's ("FARE").
@@ -103,30 +102,6 @@ _SEARCH_EXACT = (
     f"WITH s AS MATERIALIZED (SELECT {sql.COLUMNS}, embedding FROM cache_entries WHERE {_FILTER}) "
     f"SELECT {sql.COLUMNS}, embedding, embedding <=> %b AS distance FROM s ORDER BY distance LIMIT %s"
 )
-
-
-class _VectorDumper(Dumper):
-    format = Format.BINARY
-
-    def dump(self, obj: Any) -> Buffer:
-        v = np.asarray(obj, dtype=">f4")
-        return struct.pack(">HH", v.shape[0], 0) + v.tobytes()
-
-
-class _VectorLoader(Loader):
-    format = Format.BINARY
-
-    def load(self, data: Buffer) -> Vector:
-        (dim,) = struct.unpack_from(">H", data)
-        return np.frombuffer(data, dtype=">f4", count=dim, offset=4).astype(np.float32)
-
-
-class _VectorTextLoader(Loader):
-    format = Format.TEXT
-
-    def load(self, data: Buffer) -> Vector:
-        text = bytes(data).decode()
-        return np.array([float(x) for x in text[1:-1].split(",")], dtype=np.float32)
 
 
 class PostgresCacheStore(sql.Invalidation):

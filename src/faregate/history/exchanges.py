@@ -259,7 +259,7 @@ def _render(protocol: Protocol, message: Any) -> list[str]:
     lines: list[str] = []
     if protocol == "openai" or not isinstance(content, list):
         speaker = "tool" if role in ("tool", "function") else role
-        if text := _plain(content):
+        if text := content_text(content):
             lines.append(f"{speaker}: {text}")
         calls = message.get("tool_calls")
         functions = (
@@ -278,17 +278,18 @@ def _render(protocol: Protocol, message: Any) -> list[str]:
             lines.append(f"{role}: {block['text']}")
         elif kind == "tool_use":
             lines.append(f"{role}: {block.get('name', '')} {_json(block.get('input'))}")
-        elif kind == "tool_result" and (text := _plain(block.get("content"))):
+        elif kind == "tool_result" and (text := content_text(block.get("content"))):
             lines.append(f"tool: {text}")
     return lines
 
 
 def _text(message: Any) -> str:
     """The words of a user turn: its text, without tool results or images."""
-    return _plain(message.get("content")) if isinstance(message, Mapping) else ""
+    return content_text(message.get("content")) if isinstance(message, Mapping) else ""
 
 
-def _plain(content: Any) -> str:
+def content_text(content: Any) -> str:
+    """The text parts of a message's content (a string, or blocks of which `text` ones count)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):

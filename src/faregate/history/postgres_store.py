@@ -15,21 +15,19 @@ no turn is left behind without its conversation row.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg.abc import Buffer
-from psycopg.adapt import Dumper, Loader
-from psycopg.pq import Format
 from psycopg.types import TypeInfo
 from psycopg_pool import ConnectionPool
 
 from faregate.cache.store import migrate
 from faregate.history import store as sql
 from faregate.history.store import ConversationKey, Summary, Vector
+from faregate.pgvector import VectorDumper as _VectorDumper
+from faregate.pgvector import VectorLoader as _VectorLoader
 
 _S = sql.statements("%s", "greatest")
 # Any constant works as long as every replica uses it; distinct from the ledger's ("FARE") and the
@@ -111,22 +109,6 @@ def _purge(feature: bool) -> str:
 
 
 _PURGE = {False: _purge(False), True: _purge(True)}
-
-
-class _VectorDumper(Dumper):
-    format = Format.BINARY
-
-    def dump(self, obj: Any) -> Buffer:
-        v = np.asarray(obj, dtype=">f4")
-        return struct.pack(">HH", v.shape[0], 0) + v.tobytes()
-
-
-class _VectorLoader(Loader):
-    format = Format.BINARY
-
-    def load(self, data: Buffer) -> Vector:
-        (dim,) = struct.unpack_from(">H", data)
-        return np.frombuffer(data, dtype=">f4", count=dim, offset=4).astype(np.float32)
 
 
 class PostgresHistoryStore:

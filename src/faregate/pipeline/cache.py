@@ -41,6 +41,7 @@ from faregate.cache.store import CacheStore
 from faregate.call import CacheOutcome, Call, Result, Usage
 from faregate.config import SemanticCacheSettings
 from faregate.errors import FareGateError
+from faregate.pipeline.background import Background
 from faregate.pipeline.base import Next
 from faregate.pipeline.settle import error_result
 
@@ -94,7 +95,7 @@ class CacheStage:
         self.sample = sample
         self.precision = PrecisionTracker()
         self._stores: dict[str, int] = {}
-        self._background: set[asyncio.Future[Any]] = set()
+        self._background = Background(log, "cache background work")
 
     async def __call__(self, call: Call, next: Next) -> Result:
         settings = self.features.get(call.attribution.feature)
@@ -147,13 +148,13 @@ class CacheStage:
                 log.debug("semantic hit refused", extra={"request_id": call.request_id, "reason": reason})
                 continue
             if settings.verify_fraction and self.sample() < settings.verify_fraction:
-                self._spawn(self._verify(call, entry, settings, next))
+                self._background.spawn(self._verify(call, entry, settings, next))
             return self._answer(call, entry, "semantic-hit", similarity)
         return None
 
     def _answer(self, call: Call, entry: CacheEntry, status: str, similarity: float | None) -> Result:
         answer = entry.answer
-        self._background_run(self.store.touch, entry.id, self.clock())
+        self._background.run(self.executor, self.store.touch, entry.id, self.clock())
         call.cache = CacheOutcome(
             status,
             similarity=similarity,
@@ -183,7 +184,7 @@ class CacheStage:
                 return
             answer = answer_from_response(call.protocol, body, 0) if isinstance(body, dict) else None
             if answer is not None:
-                self._background_run(self._put, call, settings, keys, tenant, answer)
+                self._background.run(self.executor, self._put, call, settings, keys, tenant, answer)
             return
 
         def streamed(done: Result) -> None:
@@ -201,7 +202,7 @@ class CacheStage:
                 output_tokens=done.usage.output_tokens,
                 cost_nusd=0,
             )
-            self._background_run(self._put, call, settings, keys, tenant, answer)
+            self._background.run(self.executor, self._put, call, settings, keys, tenant, answer)
 
         result.on_complete.append(streamed)
 
@@ -271,26 +272,9 @@ class CacheStage:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    def _background_run(self, fn: Callable[..., Any], *args: Any) -> None:
-        future = asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
-        self._track(future)
-
-    def _spawn(self, coroutine: Any) -> None:
-        self._track(asyncio.ensure_future(coroutine))
-
-    def _track(self, future: asyncio.Future[Any]) -> None:
-        self._background.add(future)
-        future.add_done_callback(self._finished)
-
-    def _finished(self, future: asyncio.Future[Any]) -> None:
-        self._background.discard(future)
-        if not future.cancelled() and (exc := future.exception()) is not None:
-            log.error("cache background work failed: %s", exc, exc_info=exc)
-
     async def drain(self) -> None:
         """Wait for pending stores and verifications (shutdown, tests)."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        await self._background.drain()
 
 
 def _verification_call(call: Call) -> Call:

@@ -37,6 +37,7 @@ from faregate.history.compose import compose_body, summary_tokens
 from faregate.history.exchanges import Conversation, Exchange, role_problem, split_conversation
 from faregate.history.policies import Selection, retrieve, summary, summary_due, window
 from faregate.history.store import ConversationKey, HistoryStore, Summary, Vector
+from faregate.pipeline.background import Background
 from faregate.pipeline.base import Next
 from faregate.pipeline.cache import tenant_of
 from faregate.pipeline.summarize import Summarizer, SummaryFailed
@@ -68,7 +69,7 @@ class HistoryStage:
         self.remeasure = remeasure
         self.summary_models = summary_models or {}
         self.clock = clock
-        self._background: set[asyncio.Future[Any]] = set()
+        self._pending = Background(log, "background history work")
 
     async def __call__(self, call: Call, next: Next) -> Result:
         settings = self.features.get(call.attribution.feature)
@@ -96,8 +97,7 @@ class HistoryStage:
 
     async def drain(self) -> None:
         """Wait for background embeddings (tests, shutdown)."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        await self._pending.drain()
 
     # --- policies ---------------------------------------------------------------------------------
 
@@ -195,9 +195,7 @@ class HistoryStage:
     # --- background -------------------------------------------------------------------------------
 
     def _in_background(self, fn: Callable[..., Any], *args: Any) -> None:
-        future = asyncio.get_running_loop().run_in_executor(self.background, _logged, fn, *args)
-        self._background.add(future)
-        future.add_done_callback(self._background.discard)
+        self._pending.run(self.background, fn, *args)
 
     def _embed_missing(self, key: ConversationKey, history: Sequence[Exchange]) -> None:
         """Embed the exchanges still in the verbatim window, off the request path; mark the chat used."""
@@ -220,13 +218,6 @@ class HistoryStage:
         if self.store is None:
             raise RuntimeError("no history store")
         return self.store
-
-
-def _logged(fn: Callable[..., Any], *args: Any) -> None:
-    try:
-        fn(*args)
-    except Exception:
-        log.exception("background history work failed")
 
 
 def conversation_id(call: Call, conv: Conversation) -> str:

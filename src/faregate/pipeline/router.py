@@ -30,6 +30,8 @@ from faregate.cache.embeddings import Embedder
 from faregate.cache.precision import ANSWER_AGREEMENT
 from faregate.call import Call, Result, Route, RoutingOutcome
 from faregate.errors import FareGateError, ModelNotFound
+from faregate.history.exchanges import content_text
+from faregate.pipeline.background import Background
 from faregate.pipeline.base import Next
 from faregate.pipeline.route import ModelCatalogue
 from faregate.pipeline.settle import error_result
@@ -67,7 +69,7 @@ class RouterStage:
         self.settle = settle
         self.new_request_id = new_request_id
         self.sample = sample
-        self._background: set[asyncio.Future[Any]] = set()
+        self._background = Background(log, "shadow call")
 
     async def __call__(self, call: Call, next: Next) -> Result:
         if not self._routes(call):
@@ -98,9 +100,9 @@ class RouterStage:
         result.headers[HEADER] = f"{tier}/{self.tiers[tier]}"
         if tier != "frontier" and result.status == 200 and self._shadowed():
             if result.stream is None:
-                self._spawn(self._shadow(call, result))
+                self._background.spawn(self._shadow(call, result))
             else:
-                result.on_complete.append(lambda done: self._spawn(self._shadow(call, done)))
+                result.on_complete.append(lambda done: self._background.spawn(self._shadow(call, done)))
         return result
 
     def _routes(self, call: Call) -> bool:
@@ -166,19 +168,8 @@ class RouterStage:
             shadow.routing.agreed = float(np.dot(vectors[0], vectors[1])) >= ANSWER_AGREEMENT
         self.settle(shadow, result)
 
-    def _spawn(self, coroutine: Any) -> None:
-        future = asyncio.ensure_future(coroutine)
-        self._background.add(future)
-        future.add_done_callback(self._finished)
-
-    def _finished(self, future: asyncio.Future[Any]) -> None:
-        self._background.discard(future)
-        if not future.cancelled() and (exc := future.exception()) is not None:
-            log.error("shadow call failed: %s", exc, exc_info=exc)
-
     async def drain(self) -> None:
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        await self._background.drain()
 
 
 def query_and_history(protocol: str, body: Mapping[str, Any]) -> tuple[str, int]:
@@ -193,7 +184,7 @@ def query_and_history(protocol: str, body: Mapping[str, Any]) -> tuple[str, int]
     turns = [m for m in messages if isinstance(m, dict) and m.get("role") == "user" and _is_turn(protocol, m)]
     if not turns:
         return "", 0
-    return _text(turns[-1].get("content")), len(turns) - 1
+    return content_text(turns[-1].get("content")), len(turns) - 1
 
 
 def _is_turn(protocol: str, message: Mapping[str, Any]) -> bool:
@@ -201,13 +192,3 @@ def _is_turn(protocol: str, message: Mapping[str, Any]) -> bool:
     if protocol != "anthropic" or not isinstance(content, list):
         return True
     return any(not (isinstance(b, dict) and b.get("type") == "tool_result") for b in content)
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            str(b.get("text", "")) for b in content if isinstance(b, dict) and b.get("type") == "text"
-        )
-    return ""

@@ -91,6 +91,13 @@ class Router:
         return load_router(path)
 
     @property
+    def embedding_int8(self) -> bool:
+        """Whether the router was trained on int8 embeddings (``Embedder.load(..., int8=True)``, whose
+        name ends in ``-int8``): the gateway should embed with the same kind, since int8 and float32
+        vectors of one text differ (cosine ~0.995) and the classifier compares against stored ones."""
+        return self.embedding_model.endswith("-int8")
+
+    @property
     def expected_frontier_share(self) -> float | None:
         """The share of calls the policy sent to the frontier on held-out training rows: a live share far
         from it means the traffic differs from the training data (the calibration no longer holds)."""
