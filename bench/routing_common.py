@@ -1,7 +1,9 @@
 """Shared by the routing benchmarks: the RouteLLM data sets, and their embeddings cached on disk.
 
-Embedding MMLU's 14,037 prompts takes ~3 minutes on one core, so each file's embeddings are computed
-once and kept under ``--cache`` (default /tmp/faregate-routing-emb), keyed by a hash of its prompts.
+Embedding MMLU's 14,037 prompts takes ~3 minutes on one core (float32; ~1 minute int8), so each file's
+embeddings are computed once and kept under ``--cache`` (default /tmp/faregate-routing-emb), keyed by a
+hash of its prompts and by the kind of embedding: float32 (``Embedder.load(None)``) or int8
+(``Embedder.load(None, int8=True)``, file names with ``-int8``).
 """
 
 from __future__ import annotations
@@ -38,18 +40,26 @@ class Dataset:
 
 
 def load(
-    name: str, cache: Path = CACHE, data: Path = DATA, embedder: list[Embedder] | None = None
+    name: str,
+    cache: Path = CACHE,
+    data: Path = DATA,
+    embedder: list[Embedder] | None = None,
+    *,
+    int8: bool = False,
 ) -> Dataset:
+    """One data set's rows and their embeddings: float32 ones, or int8 ones with ``int8``."""
     rows = read_rows([data / FILES[name]])
     digest = hashlib.sha256("\x00".join(r.prompt for r in rows).encode()).hexdigest()[:16]
-    path = cache / f"{name}.{digest}.npy"
+    path = cache / f"{name}{'-int8' if int8 else ''}.{digest}.npy"
     if path.exists():
         emb = np.load(path)
     else:
         if embedder is None:
             embedder = []
         if not embedder:
-            embedder.append(Embedder.load(None, memo_size=0))
+            embedder.append(Embedder.load(None, memo_size=0, int8=int8))
+        if embedder[0].name.endswith("-int8") != int8:
+            raise ValueError(f"embedder {embedder[0].name} given for {'int8' if int8 else 'float32'} vectors")
         emb = embedder[0].embed([r.prompt for r in rows])
         cache.mkdir(parents=True, exist_ok=True)
         np.save(path, emb)

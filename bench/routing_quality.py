@@ -1,7 +1,7 @@
 """Router quality on RouteLLM's MMLU and GSM8K (and MT-Bench): cross-validated and cross-dataset APGR.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/routing_quality.py [--folds 5] [--seed 0]
-        [--json bench/data/routing_quality.json] [--skip-no-feature]
+        [--embedding float32|int8|train-float32-test-int8] [--json PATH] [--skip-no-feature]
 
 1. K-fold cross-validation on each of MMLU and GSM8K (folds shuffled by ``--seed``): each fold trains a
    router with `faregate.routing.train.train_router`, exactly as `faregate router train` does (its own
@@ -14,6 +14,12 @@
 2. Data never trained on: train on all of MMLU -> evaluate on GSM8K and MT-Bench; train on GSM8K ->
    MMLU and MT-Bench; train on MMLU + GSM8K -> MT-Bench.
 3. Baselines through the same metric code and folds: random scores and prompt length (longer: frontier).
+
+``--embedding`` says which MiniLM vectors the routers are trained and tested on: ``float32``
+(``Embedder.load(None)``), ``int8`` (``Embedder.load(None, int8=True)``, both sides), or
+``train-float32-test-int8`` (trained on float32 vectors, tested on int8 ones: a float32 router behind a
+gateway that embeds with int8). The results go to bench/data/routing_quality.json for float32 and
+bench/data/routing_quality-EMBEDDING.json otherwise, unless ``--json`` says where.
 
 Embeddings are cached (see bench/routing_common.py); the first run spends ~3 minutes embedding MMLU.
 """
@@ -34,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from routing_common import CACHE, TIERS, Dataset, load, lookup
 
+from faregate.cache.embeddings import MODEL_NAME, Embedder
 from faregate.routing.classifier import fold_ids
 from faregate.routing.data import quality_matrix
 from faregate.routing.evaluate import evaluate_router
@@ -62,11 +69,24 @@ def _gap_scores(router: Any, ds: Dataset, idx: np.ndarray, use_category: bool) -
     return np.asarray(router.classifier.blended(comps)[:, 0])
 
 
-def cross_validate(ds: Dataset, folds: int, seed: int, use_category: bool) -> dict[str, Any]:
+EMBEDDINGS = {  # --embedding: (int8 vectors to train on, int8 vectors to test on)
+    "float32": (False, False),
+    "int8": (True, True),
+    "train-float32-test-int8": (False, True),
+}
+
+
+def cross_validate(
+    ds: Dataset, folds: int, seed: int, use_category: bool, test_ds: Dataset | None = None
+) -> dict[str, Any]:
+    """K-fold CV of ``ds``: trained on its embeddings, tested on ``test_ds``'s (the same rows embedded
+    another way), or on its own when None."""
+    test_ds = ds if test_ds is None else test_ds
     n = len(ds.rows)
     ids = fold_ids(n, folds, seed)
     rows = ds.rows if use_category else [dataclasses.replace(r, category="") for r in ds.rows]
     embed = lookup([ds])
+    test_embed = lookup([test_ds])
     pooled = np.zeros(n)
     per_fold = []
     base: dict[str, list[float]] = {"random": [], "length": []}
@@ -75,8 +95,8 @@ def cross_validate(ds: Dataset, folds: int, seed: int, use_category: bool) -> di
         te = np.flatnonzero(ids == fold)
         tr = np.flatnonzero(ids != fold)
         router, _ = train_router([rows[i] for i in tr], TIERS, embed, seed=seed)
-        report = evaluate_router(router, [rows[i] for i in te], embed)
-        pooled[te] = _gap_scores(router, ds, te, use_category)
+        report = evaluate_router(router, [rows[i] for i in te], test_embed)
+        pooled[te] = _gap_scores(router, test_ds, te, use_category)
         per_fold.append(
             {
                 k: report[k]
@@ -111,11 +131,10 @@ def cross_validate(ds: Dataset, folds: int, seed: int, use_category: bool) -> di
 
 def cross_dataset(train: list[Dataset], test: list[Dataset], seed: int) -> list[dict[str, Any]]:
     rows = [r for ds in train for r in ds.rows]
-    embed = lookup([*train, *test])
-    router, _ = train_router(rows, TIERS, embed, seed=seed)
+    router, _ = train_router(rows, TIERS, lookup(train), seed=seed)
     out = []
     for ds in test:
-        report = evaluate_router(router, ds.rows, embed)
+        report = evaluate_router(router, ds.rows, lookup([ds]))
         idx = np.arange(len(ds.rows))
         out.append(
             {
@@ -141,26 +160,60 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=CACHE)
-    parser.add_argument("--json", type=Path, default=HERE / "data" / "routing_quality.json")
+    parser.add_argument(
+        "--embedding",
+        choices=list(EMBEDDINGS),
+        default="float32",
+        help="Which MiniLM vectors to train and test on (default float32).",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="Where to write the results (default bench/data/routing_quality[-EMBEDDING].json).",
+    )
     parser.add_argument("--skip-no-feature", action="store_true", help="Skip MMLU without the feature name.")
     parser.add_argument("--skip-cross", action="store_true", help="Skip the cross-dataset runs.")
     parser.add_argument("--only", choices=["gsm8k", "mmlu"], help="Cross-validate this data set only.")
     args = parser.parse_args()
 
-    data = {name: load(name, args.cache) for name in ("mmlu", "gsm8k", "mt-bench")}
-    results: dict[str, Any] = {"seed": args.seed, "folds": args.folds, "cv": [], "cross": []}
+    if args.json is None:
+        suffix = "" if args.embedding == "float32" else f"-{args.embedding}"
+        args.json = HERE / "data" / f"routing_quality{suffix}.json"
+    train_int8, test_int8 = EMBEDDINGS[args.embedding]
+    names = ("mmlu", "gsm8k", "mt-bench")
+    embedders: dict[bool, list[Embedder]] = {False: [], True: []}
+    data = {name: load(name, args.cache, embedder=embedders[train_int8], int8=train_int8) for name in names}
+    test = (
+        data
+        if test_int8 == train_int8
+        else {name: load(name, args.cache, embedder=embedders[test_int8], int8=test_int8) for name in names}
+    )
+    results: dict[str, Any] = {
+        "seed": args.seed,
+        "folds": args.folds,
+        "embedding": {
+            "train": f"{MODEL_NAME}{'-int8' if train_int8 else ''}",
+            "test": f"{MODEL_NAME}{'-int8' if test_int8 else ''}",
+        },
+        "cv": [],
+        "cross": [],
+    }
     runs = [("gsm8k", True), ("mmlu", True)]
     if not args.skip_no_feature:
         runs.append(("mmlu", False))
     runs = [r for r in runs if args.only in (None, r[0])]
     for name, use_category in runs:
-        results["cv"].append(cross_validate(data[name], args.folds, args.seed, use_category))
+        results["cv"].append(cross_validate(data[name], args.folds, args.seed, use_category, test[name]))
     if not args.skip_cross:
-        results["cross"] += cross_dataset([data["mmlu"]], [data["gsm8k"], data["mt-bench"]], args.seed)
-        results["cross"] += cross_dataset([data["gsm8k"]], [data["mmlu"], data["mt-bench"]], args.seed)
-        results["cross"] += cross_dataset([data["mmlu"], data["gsm8k"]], [data["mt-bench"]], args.seed)
+        results["cross"] += cross_dataset([data["mmlu"]], [test["gsm8k"], test["mt-bench"]], args.seed)
+        results["cross"] += cross_dataset([data["gsm8k"]], [test["mmlu"], test["mt-bench"]], args.seed)
+        results["cross"] += cross_dataset([data["mmlu"], data["gsm8k"]], [test["mt-bench"]], args.seed)
 
-    print(f"\n{args.folds}-fold cross-validation (seed {args.seed}); policy at 95% of frontier quality")
+    emb = results["embedding"]
+    print(
+        f"\n{args.folds}-fold cross-validation (seed {args.seed}); policy at 95% of frontier quality; "
+        f"trained on {emb['train']}, tested on {emb['test']} embeddings"
+    )
     print(
         f"{'data':8} {'feature':8} {'APGR per fold':38} {'mean':>6} {'pooled':>7} {'CPT50':>6} {'CPT80':>6} "
         f"{'qual':>6} {'cost':>6} {'front':>6} | {'random':>6} {'length':>6}"

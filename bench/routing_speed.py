@@ -1,6 +1,6 @@
 """How long the routing decision takes, on one core: given the shared embedding, and including it.
 
-    .venv/bin/python bench/routing_speed.py [--requests 2000] [--router PATH] [--cpu 0]
+    .venv/bin/python bench/routing_speed.py [--requests 2000] [--router PATH] [--cpu 0] [--int8]
 
 Pins the process to one CPU (``--cpu``), one BLAS thread and one ONNX Runtime thread, loads the router
 (default: the shipped one) and the bundled embedding model with its memo off, and times, per request,
@@ -10,6 +10,8 @@ on prompts drawn from RouteLLM's MMLU, GSM8K and MT-Bench files (mixed, shuffled
   cache computed (cheap features, classifier, policy); its parts are timed apart as well:
   ``features`` (`cheap_features`) and ``classifier`` (`Classifier.predict_one`);
 - ``embed + route``: `Embedder.embed_one(prompt)` then `route`, i.e. when nothing shared the embedding.
+
+``--int8`` embeds with ``Embedder.load(None, int8=True)`` (int8 weights, ~3x faster) instead of float32.
 
 Goals (issue 6): route p50 <= 1 ms; embed + route p50 <= 5 ms.
 """
@@ -48,12 +50,13 @@ def main() -> None:
     parser.add_argument("--router", type=Path, default=default_router_path())
     parser.add_argument("--cpu", type=int, default=0)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--int8", action="store_true", help="Embed with the int8 model (default float32).")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
 
     router = load_router(args.router)
-    embedder = Embedder.load(None, memo_size=0, threads=1)
+    embedder = Embedder.load(None, memo_size=0, threads=1, int8=args.int8)
     rows = [
         r for name in ("mmlu", "gsm8k", "mt-bench") for r in read_rows([args.data / f"routellm-{name}.jsonl"])
     ]
@@ -85,7 +88,8 @@ def main() -> None:
     chars = [len(r.prompt) for r in sample]
     print(
         f"{args.requests} requests on CPU {args.cpu}; prompts {int(np.median(chars))} chars median, "
-        f"{max(chars)} max; router {args.router.name} ({clf.keys.shape[0]} stored prompts, k={clf.k})"
+        f"{max(chars)} max; router {args.router.name} ({clf.keys.shape[0]} stored prompts, k={clf.k}, "
+        f"trained on {router.embedding_model}); embedding {embedder.name} ({embedder.backend})"
     )
     print(f"{'':16} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for name, values in timings.items():

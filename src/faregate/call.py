@@ -137,6 +137,9 @@ class Call:
     # Provider beta features a stage's change needs (Anthropic `anthropic-beta`), added to the client's
     betas: list[str] = field(default_factory=list)
     client_wants_stream_usage: bool = False
+    # Called once the call is settled, with its result and ledger event (a budget reservation is
+    # replaced by the actual cost there); failures are logged by settle, never raised.
+    on_settled: list[Callable[[Call, Result, Any], None]] = field(default_factory=list)
     received_at: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
 

@@ -206,6 +206,38 @@ class RoutingSettings(_Strict):
     shadow_fraction: float = Field(default=0.0, ge=0, le=1)
 
 
+class BudgetSettings(_Strict):
+    """A spending limit for one key, team or feature over a UTC day or calendar month."""
+
+    scope: Literal["key", "team", "feature"]
+    # The team or feature name; for `key`, the key's id: the first 16 hex digits of the BLAKE2b hash
+    # of the client's credential (`faregate.budgets.key_id`), so no key sits in the config.
+    name: str = Field(min_length=1)
+    period: Literal["day", "month"] = "month"
+    limit_usd: Decimal = Field(gt=0)
+
+
+class AlertSettings(_Strict):
+    """Where alerts go (always to the log; also POSTed as JSON to `webhook_url` when set)."""
+
+    webhook_url: str | None = None
+    budget_thresholds: list[float] = [0.8, 1.0]  # shares of a budget that raise an alert, once a period
+    spike_factor: float = Field(default=3.0, gt=1)  # an hour's spend above this times the trailing mean
+    template_regression: float = Field(default=0.10, gt=0)  # a newer template costing this much more
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
+class TelemetrySettings(_Strict):
+    metrics: bool = True  # GET /metrics in Prometheus format
+    otel: bool = False  # OpenTelemetry spans (opentelemetry-sdk installed; exporter from OTEL_* variables)
+
+
 class LoggingSettings(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "text"] = "auto"
@@ -220,6 +252,9 @@ class Config(_Strict):
     features: dict[str, FeatureSettings] = {}
     cache: CacheSettings = CacheSettings()
     routing: RoutingSettings = RoutingSettings()
+    budgets: list[BudgetSettings] = []
+    alerts: AlertSettings = AlertSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
     logging: LoggingSettings = LoggingSettings()
 
     @field_validator("database")

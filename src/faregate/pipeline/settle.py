@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
@@ -35,6 +36,9 @@ class Settle:
         self.prices = prices
         self.writer = writer
         self.providers = providers
+        # Called with every settled call and its event, after it is queued for the ledger (metrics,
+        # alerts); an observer that raises is logged and does not stop the others.
+        self.observers: list[Callable[[Call, Result, CostEvent], None]] = []
 
     async def __call__(self, call: Call, next: Next) -> Result:
         try:
@@ -149,6 +153,11 @@ class Settle:
                 anatomy = anatomy.scaled_to(usage.input_tokens)  # the provider's count is the bill
             _record_anatomy(event, anatomy)
         self.writer.submit(event)
+        for observe in (*call.on_settled, *self.observers):
+            try:
+                observe(call, result, event)
+            except Exception:
+                log.exception("settle observer failed", extra={"request_id": call.request_id})
 
     def _price(self, call: Call, result: Result) -> tuple[Usage, bool, Decimal, Decimal]:
         """(usage, price known, cost, prompt-cache saving) of the call."""

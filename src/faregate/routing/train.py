@@ -63,7 +63,12 @@ def train_router(
     embedding_model: str = MODEL_NAME,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[Router, dict[str, Any]]:
-    """Train and calibrate a router; returns it and a report. `BadData` for input it cannot learn from."""
+    """Train and calibrate a router; returns it and a report. `BadData` for input it cannot learn from.
+
+    ``embedding_model`` names the embeddings ``embed`` returns (an `Embedder`'s ``name``, e.g.
+    ``all-MiniLM-L6-v2-int8``): the router's meta records it, and `Router.embedding_int8` reads it, so
+    that whoever routes with it embeds the same way.
+    """
     started = time.perf_counter()
     target_quality, target_frontier_share = check_targets(target_quality, target_frontier_share)
     if len(rows) < MIN_ROWS:
@@ -122,6 +127,7 @@ def train_router(
     report: dict[str, Any] = {
         "rows": len(rows),
         "tiers": {t.name: t.model for t in tiers},
+        "embedding": embedding_model,
         "rows_where_tier_differs": dict(zip(names[:-1], disagree, strict=True)),
         "target": target,
         "bars": dict(zip(names[:-1], (round(b, 4) for b in policy.bars), strict=True)),
