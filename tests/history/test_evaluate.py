@@ -84,6 +84,9 @@ def test_report_keys(conversations: Path) -> None:
         "history_reduction": window["long_conversations"]["history_reduction"],
     }
     assert window["long_conversations"]["history_reduction"] > 0.4
+    # 11 and 3 requests: the buckets by length, and no request reaches the 20th.
+    assert [b["requests"] for b in window["by_length"]] == ["0-9", "10-19"]
+    assert window["late_requests"] == {"from_request": 20, "requests": 0, "history_reduction": None}
     assert set(window["per_turn"][0]) == {"turn", "requests", "input_tokens_without", "input_tokens_with"}
     summary = run(conversations, "--policy", "summary", "--keep-last", "1", "--summary-every", "2")
     assert common <= summary.keys()
@@ -193,3 +196,24 @@ def test_flat_after_turn() -> None:
     assert flat_after_turn(rows([10, 20, 40, 80, 160])) is None  # growing to the end
     tail = [*rows([10, 100, 200, 300, 310]), {"turn": 6, "requests": 3, "input_tokens_with": 900}]
     assert flat_after_turn(tail) == 4  # a request number only 3 conversations reach does not count
+
+
+def test_late_requests_drop_more_history_than_whole_conversations(tmp_path: Path) -> None:
+    """From the 20th request on a 4-exchange window sends ~4 of 19+ exchanges; early requests pull
+    the whole-conversation figure down."""
+    turns = []
+    for i in range(25):
+        user, assistant = EXCHANGES[i % len(EXCHANGES)]
+        turns += [
+            {"id": f"u{i}", "role": "user", "content": f"{user} ({i})"},
+            {"id": f"a{i}", "role": "assistant", "content": assistant},
+        ]
+    path = tmp_path / "long.jsonl"
+    path.write_bytes(orjson.dumps({"id": "long", "turns": turns, "questions": []}) + b"\n")
+    report = run(path, "--policy", "window", "--keep-last", "4")
+    late = report["late_requests"]
+    assert late["requests"] == 6  # requests 20..25
+    assert late["history_reduction"] > 0.75 > report["history_reduction"] > 0.5
+    assert report["by_length"] == [
+        {"requests": "20-29", "conversations": 1, "history_reduction": report["history_reduction"]}
+    ]

@@ -188,6 +188,16 @@ def eval_tables(report: dict[str, Any]) -> Sequence[Table]:
         f"history reduction, {long['min_turns']}+ turns ({long['conversations']:,})",
         _pct(long["history_reduction"]),
     )
+    late = report["late_requests"]
+    table.add_row(
+        f"history reduction, requests {late['from_request']}+ ({late['requests']:,})",
+        _pct(late["history_reduction"]),
+    )
+    for bucket in report["by_length"]:
+        table.add_row(
+            f"history reduction, {bucket['requests']}-request chats ({bucket['conversations']:,})",
+            _pct(bucket["history_reduction"]),
+        )
     flat = report["flat_after_turn"]
     table.add_row("input tokens flat after request", "-" if flat is None else str(flat))
     if "summary_model" in report:
