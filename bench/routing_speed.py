@@ -100,6 +100,7 @@ def main() -> None:
     # The embedding's cost grows with the prompt's length (up to the model's 256 tokens): by length.
     tok = Tokenizer.from_file(str(bundled_model_dir() / "tokenizer.json"))
     tok.no_padding()  # the file pads to 128
+    tok.no_truncation()  # and truncates at 128; the embedder at 256
     tokens = [min(len(tok.encode(r.prompt).ids), 256) for r in sample]
     print("\nembed + route by prompt length (MiniLM tokens, truncated at 256)")
     print(f"{'tokens':16} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'route p50':>10}")

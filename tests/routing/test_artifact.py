@@ -117,10 +117,25 @@ def test_inconsistent_contents_are_refused(tmp_path: Path) -> None:
         assert "meta.npy" in z.namelist()
 
 
+def test_embedding_int8_follows_the_meta(tmp_path: Path) -> None:
+    router, _, _ = synthetic_router()
+    assert "embedding" not in router.meta  # an older file: float32 MiniLM
+    assert router.embedding_model == "all-MiniLM-L6-v2" and not router.embedding_int8
+    for model, int8 in (("all-MiniLM-L6-v2-int8", True), ("all-MiniLM-L6-v2", False), ("my-model", False)):
+        meta = {**router.meta, "embedding": {"model": model, "dim": 384}}
+        path = tmp_path / f"{model}.npz"
+        save_router(path, Router(router.tiers, router.classifier, router.policy, meta))
+        loaded = load_router(path)
+        assert (loaded.embedding_model, loaded.embedding_int8) == (model, int8)
+        assert loaded.with_policy(loaded.policy).embedding_int8 is int8
+
+
 def test_the_default_router_ships_and_routes() -> None:
     path = default_router_path()
     assert path.is_file() and path.stat().st_size < 5_000_000
     router = load_router(path)
+    # trained on the int8 MiniLM's vectors (bench/routing_default.py): the gateway embeds with int8
+    assert router.embedding_model == "all-MiniLM-L6-v2-int8" and router.embedding_int8
     assert [t.name for t in router.tiers] == ["small", "frontier"]
     assert router.tiers[0].model == "mistralai/Mixtral-8x7B-Instruct-v0.1"
     assert router.tiers[1].model == "gpt-4-1106-preview"

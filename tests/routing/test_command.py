@@ -6,6 +6,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from faregate.routing.artifact import Router, load_router, save_router
 from faregate.routing.command import router_app
 from tests.routing.helpers import FRONTIER, SMALL, outcome_rows, write_rows
 
@@ -37,6 +38,10 @@ def test_train_reports_and_writes_a_router(trained: tuple[Path, dict[str, object
     assert held["apgr"]["small"] > 0.65
     assert held["quality_vs_frontier"] >= 0.95
     assert report["costs"] == "data"
+    # int8 MiniLM by default, recorded in the file for whoever routes with it
+    assert report["embedding"] == "all-MiniLM-L6-v2-int8"
+    router = load_router(out)
+    assert router.embedding_model == "all-MiniLM-L6-v2-int8" and router.embedding_int8
 
 
 def test_train_table_is_a_few_lines(tmp_path: Path) -> None:
@@ -75,6 +80,7 @@ def test_eval_on_unseen_rows(trained: tuple[Path, dict[str, object]], tmp_path: 
     assert result.exit_code == 0, result.output
     report = orjson.loads(result.stdout)
     assert report["apgr"] > 0.65
+    assert report["embedding"] == "all-MiniLM-L6-v2-int8"  # as the router was trained
     assert 0.0 <= report["cpt50"] <= report["cpt80"] <= 1.0
     assert report["quality_vs_frontier"] > 0.85
     assert report["cost_vs_frontier"] < 0.8
@@ -84,6 +90,38 @@ def test_eval_on_unseen_rows(trained: tuple[Path, dict[str, object]], tmp_path: 
     table = runner.invoke(router_app, ["eval", "--data", str(data), "--router", str(out)])
     assert table.exit_code == 0, table.output
     assert "APGR" in table.stdout and "per category" in table.stdout
+
+
+def test_train_and_eval_with_float32_embeddings(tmp_path: Path) -> None:
+    data = write_rows(tmp_path / "train.jsonl", outcome_rows(200, seed=4))
+    out = tmp_path / "f32.npz"
+    trained = runner.invoke(
+        router_app,
+        ["train", "--data", str(data), "--tiers", TIERS, "--out", str(out), "--embedding", "float32"],
+    )
+    assert trained.exit_code == 0, trained.output
+    assert "embeddings all-MiniLM-L6-v2" in trained.stdout.splitlines()[0]
+    router = load_router(out)
+    assert router.embedding_model == "all-MiniLM-L6-v2" and not router.embedding_int8
+    test = write_rows(tmp_path / "test.jsonl", outcome_rows(100, seed=8))
+    result = runner.invoke(router_app, ["eval", "--data", str(test), "--router", str(out), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.stdout)
+    assert report["embedding"] == "all-MiniLM-L6-v2" and report["apgr"] > 0.65
+    assert "note:" not in result.stderr
+
+    # a router trained on some other model's vectors: evaluated with float32 MiniLM, and said so
+    other = tmp_path / "other.npz"
+    save_router(
+        other,
+        Router(router.tiers, router.classifier, router.policy, {"embedding": {"model": "e5", "dim": 384}}),
+    )
+    result = runner.invoke(router_app, ["eval", "--data", str(test), "--router", str(other), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    assert "note: the router was trained on e5 embeddings; evaluating with all-MiniLM-L6-v2" in " ".join(
+        result.stderr.split()
+    )
+    assert orjson.loads(result.stdout)["embedding"] == "all-MiniLM-L6-v2"
 
 
 def test_eval_three_tiers(tmp_path: Path) -> None:

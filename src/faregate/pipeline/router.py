@@ -54,6 +54,7 @@ class RouterStage:
         *,
         shadow_fraction: float = 0.0,
         shadow: Callable[[Call], Any] | None = None,
+        answer_embedder: Callable[[], Embedder | None] | None = None,
         settle: Callable[[Call, Result], None] | None = None,
         new_request_id: Callable[[], str] | None = None,
         sample: Callable[[], float] = random.random,
@@ -66,6 +67,9 @@ class RouterStage:
         self.executor = executor
         self.shadow_fraction = shadow_fraction
         self.shadow_upstream = shadow
+        # Answers are compared with the semantic cache's model (float32), whose agreement threshold
+        # (ANSWER_AGREEMENT) was set on its vectors.
+        self.answer_embedder = answer_embedder or embedder
         self.settle = settle
         self.new_request_id = new_request_id
         self.sample = sample
@@ -159,7 +163,7 @@ class RouterStage:
         except FareGateError as exc:
             result = error_result(shadow, exc)
         answer, fresh = "".join(routed.output_text).strip(), "".join(result.output_text).strip()
-        embedder = self.embedder()
+        embedder = self.answer_embedder()
         if result.status == 200 and answer and fresh and embedder is not None:
             vectors = await asyncio.get_running_loop().run_in_executor(
                 self.executor, embedder.embed, [answer, fresh]

@@ -152,7 +152,7 @@ def train(
         Embedding,
         typer.Option(
             "--embedding",
-            help="Embed prompts with the int8 or the float32 MiniLM; the gateway embeds the same way.",
+            help="Embed prompts with the int8 or the float32 MiniLM (recorded in the router file).",
         ),
     ] = Embedding.int8,
     format: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
