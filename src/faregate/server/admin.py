@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from faregate.config import Config
 from faregate.server.gateway import Gateway
+from faregate.telemetry import metrics_route
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 Handler = Callable[[Request], Awaitable[Response]]
@@ -76,7 +77,7 @@ def admin_routes(gateway: Gateway, config: Config) -> list[Route]:
         await gateway.record_feedback(body["request_id"], float(body["rating"]))
         return _json({"request_id": body["request_id"], "rating": float(body["rating"])})
 
-    return [
+    routes = [
         Route("/faregate/v1/cache/stats", guarded(cache_stats), methods=["GET"]),
         Route("/faregate/v1/routing", guarded(routing), methods=["GET"]),
         Route("/faregate/v1/feedback", guarded(feedback), methods=["POST"]),
@@ -84,6 +85,12 @@ def admin_routes(gateway: Gateway, config: Config) -> list[Route]:
         Route("/faregate/v1/cache", guarded(cache_clear), methods=["DELETE"]),
         Route("/faregate/v1/prompt-cache", guarded(prompt_cache), methods=["GET"]),
     ]
+    if gateway.metrics is not None:
+        # Guarded like the admin API (bearer key, else loopback): the metrics name features and spend.
+        # Prometheus sends the key with `authorization: {credentials: ...}` in its scrape config.
+        scrape = metrics_route(gateway.metrics)
+        routes.append(Route(scrape.path, guarded(scrape.endpoint), methods=["GET"]))
+    return routes
 
 
 def _feedback_problem(body: Any) -> str | None:

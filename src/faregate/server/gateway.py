@@ -34,6 +34,7 @@ from faregate.server.caches import ResponseCaches, merge_cache_stats
 from faregate.server.embedding import SharedEmbedder
 from faregate.server.histories import Histories
 from faregate.server.routing import build_router_stage
+from faregate.telemetry import Metrics, otel_tracing
 
 REQUEST_ID_HEADER = "x-faregate-request-id"
 
@@ -47,6 +48,12 @@ class Gateway:
         self.writer = LedgerWriter(self.store)
         prices = PriceBook(overrides_from_config(config.prices))
         self.settle = Settle(prices, self.writer, self.providers)
+        self.metrics = Metrics() if config.telemetry.metrics else None
+        if self.metrics is not None:
+            self.settle.observers.append(self.metrics.observe)
+        self.tracing = otel_tracing(config)  # a ConfigError stops the start, naming what to install
+        if self.tracing is not None:
+            self.settle.observers.append(self.tracing.observe)
         self.upstream = Upstream(self.providers, config.server.connect_timeout_s)
         self.measure_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="faregate-measure")
         self.embedder = SharedEmbedder(config)
@@ -112,6 +119,8 @@ class Gateway:
         self.histories.close()
         self.store.close()
         self.measure_pool.shutdown(wait=False)
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)  # export the last spans
 
     async def handle(self, request: Request, protocol: InboundProtocol) -> Response:
         call = Call(
