@@ -77,7 +77,11 @@ def admin_routes(gateway: Gateway, config: Config) -> list[Route]:
         await gateway.record_feedback(body["request_id"], float(body["rating"]))
         return _json({"request_id": body["request_id"], "rating": float(body["rating"])})
 
+    async def budgets(request: Request) -> Response:
+        return _json({"budgets": await gateway.budget_usage()})
+
     routes = [
+        Route("/faregate/v1/budgets", guarded(budgets), methods=["GET"]),
         Route("/faregate/v1/cache/stats", guarded(cache_stats), methods=["GET"]),
         Route("/faregate/v1/routing", guarded(routing), methods=["GET"]),
         Route("/faregate/v1/feedback", guarded(feedback), methods=["POST"]),

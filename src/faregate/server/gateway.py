@@ -30,6 +30,7 @@ from faregate.pricing import PriceBook, overrides_from_config
 from faregate.protocols import InboundProtocol
 from faregate.protocols.base import parse_json_object
 from faregate.providers import build_providers
+from faregate.server.budgets import Budgets
 from faregate.server.caches import ResponseCaches, merge_cache_stats
 from faregate.server.embedding import SharedEmbedder
 from faregate.server.histories import Histories
@@ -54,6 +55,7 @@ class Gateway:
         self.tracing = otel_tracing(config)  # a ConfigError stops the start, naming what to install
         if self.tracing is not None:
             self.settle.observers.append(self.tracing.observe)
+        self.budgets = Budgets(config, self.settle, prices, self.providers)
         self.upstream = Upstream(self.providers, config.server.connect_timeout_s)
         self.measure_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="faregate-measure")
         self.embedder = SharedEmbedder(config)
@@ -80,8 +82,10 @@ class Gateway:
         stages: list[Stage] = [
             self.settle,
             Resolve(self.catalogue, config.routing.tiers.get("frontier")),
-            anatomy,
         ]
+        if self.budgets.stage is not None:
+            stages.append(self.budgets.stage)  # before any work is spent on a request it refuses
+        stages.append(anatomy)
         if self.caches.stage is not None:
             stages.append(self.caches.stage)
         if self.histories.stage is not None:
@@ -100,6 +104,7 @@ class Gateway:
         await asyncio.to_thread(tokens.preload)
         await self.embedder.start()
         await self.histories.start()
+        await self.budgets.start()
         await self.writer.start()
         await self.upstream.start()
         # ~64k long-lived objects (price tables, tokenizers) exist by now; a full collection walked
@@ -114,9 +119,11 @@ class Gateway:
         if self.router is not None:
             await self.router.drain()  # shadow calls in flight settle ledger events
         await self.upstream.stop()
+        await self.budgets.stop()  # settles of budgeted calls, and the alerts they raise
         await self.writer.close()
         self.caches.close()
         self.histories.close()
+        self.budgets.close()
         self.store.close()
         self.measure_pool.shutdown(wait=False)
         if self.tracing is not None:
@@ -168,6 +175,9 @@ class Gateway:
         """Per feature, from the ledger: history tokens saved, summary calls, output-cap cuts."""
         features = await asyncio.to_thread(self.store.history, since)
         return {"features": features, "store": await self.histories.stats()}
+
+    async def budget_usage(self) -> list[dict[str, Any]]:
+        return await self.budgets.usage()
 
     async def routing_report(self, since: float | None = None) -> list[dict[str, Any]]:
         """Per feature, from the ledger: tier mix, fallbacks, shadow-check error estimate, feedback."""
