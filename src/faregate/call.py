@@ -109,6 +109,7 @@ class RoutingOutcome:
     fallback: bool = False  # the frontier, because no cheaper tier cleared its bar or the router was unsure
     shadow_of: str | None = None  # a shadow call: the routed request it re-asks the frontier for
     agreed: bool | None = None  # a shadow call: did the frontier's answer agree with the routed one
+    frontier: Route | None = None  # where the call would have gone unrouted: its price is the baseline
 
 
 @dataclass(slots=True)

@@ -93,6 +93,10 @@ def test_window_sends_the_last_turns_and_records_tokens_before_and_after(
     assert event.history_tokens_after / event.history_tokens_before == pytest.approx(2 / 6, abs=0.05)  # type: ignore[operator]
     # The anatomy was measured on what was sent: its history is the kept two exchanges.
     assert event.history_tokens == pytest.approx(event.history_tokens_after, rel=0.1)
+    # The removed tokens at gpt-4o-mini's input price ($0.15 / M) are the policy's saving.
+    removed = event.history_tokens_before - event.history_tokens_after  # type: ignore[operator]
+    assert event.history_saving_nusd == removed * 150
+    assert event.baseline_cost_nusd == event.cost_nusd + event.history_saving_nusd
 
 
 def test_window_never_splits_a_tool_call_from_its_result(

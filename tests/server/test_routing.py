@@ -63,6 +63,9 @@ def test_auto_goes_to_the_cheap_tier_the_router_trusts(
     [event] = wait_for_events(gw, 1)
     assert (event.tier, event.route_fallback, event.model_requested) == ("small", False, "auto")
     assert event.route_confidence is not None and 0 < event.route_confidence <= 1
+    # The baseline is the same usage on the frontier model (gpt-4o costs ~16x gpt-4o-mini).
+    assert event.routing_saving_nusd > 10 * event.cost_nusd > 0
+    assert event.baseline_cost_nusd == event.cost_nusd + event.routing_saving_nusd
 
 
 def test_when_no_tier_clears_the_bar_the_frontier_answers_and_the_fallback_is_recorded(
@@ -74,6 +77,7 @@ def test_when_no_tier_clears_the_bar_the_frontier_answers_and_the_fallback_is_re
     assert upstream_models(fake_provider) == ["gpt-4o"]
     [event] = wait_for_events(gw, 1)
     assert (event.tier, event.route_fallback) == ("frontier", True)
+    assert event.routing_saving_nusd == 0 and event.baseline_cost_nusd == event.cost_nusd
 
 
 def test_a_feature_with_routing_moves_frontier_requests_down_and_leaves_other_models_alone(

@@ -90,6 +90,11 @@ class CostEvent:
     route_fallback: bool | None = None
     route_shadow_of: str | None = None
     route_agreed: bool | None = None
+    # What routing and the history policy saved, in nano-dollars (both part of the baseline): the
+    # same usage priced at the frontier tier's model, minus the cost; the history tokens the policy
+    # removed, priced at the model's plain input price.
+    routing_saving_nusd: int = 0
+    history_saving_nusd: int = 0
 
     @property
     def cost_usd(self) -> Decimal:

@@ -137,6 +137,14 @@ def m006_routing_columns_and_feedback(d: Dialect) -> list[str]:
     ]
 
 
+@migration
+def m007_routing_and_history_savings(d: Dialect) -> list[str]:
+    return [
+        f"ALTER TABLE events ADD COLUMN routing_saving_nusd {d.bigint} NOT NULL DEFAULT 0",
+        f"ALTER TABLE events ADD COLUMN history_saving_nusd {d.bigint} NOT NULL DEFAULT 0",
+    ]
+
+
 def migrate(execute: Execute, dialect: Dialect) -> list[str]:
     """Apply the pending migrations and return their names.
 

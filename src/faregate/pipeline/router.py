@@ -98,8 +98,9 @@ class RouterStage:
                 raise ModelNotFound(
                     f"routing.tiers.frontier ({self.tiers['frontier']}) cannot serve this request"
                 )
+        frontier = None if tier == "frontier" else self._resolve(call, "frontier")
         call.route = route
-        call.routing = RoutingOutcome(tier, round(decision.confidence, 4), fallback)
+        call.routing = RoutingOutcome(tier, round(decision.confidence, 4), fallback, frontier=frontier)
         result = await next(call)
         result.headers[HEADER] = f"{tier}/{self.tiers[tier]}"
         if tier != "frontier" and result.status == 200 and self._shadowed():

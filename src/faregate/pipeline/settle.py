@@ -16,7 +16,7 @@ from functools import partial
 
 from faregate import tokens
 from faregate.anatomy import Anatomy
-from faregate.call import Call, Result, Usage
+from faregate.call import Call, Result, Route, Usage
 from faregate.errors import FareGateError
 from faregate.ledger import CostEvent, LedgerWriter, usd_to_nanos
 from faregate.pipeline.base import Next
@@ -85,7 +85,8 @@ class Settle:
         # The baseline is the request as the client sent it: caching FareGate made possible (its
         # breakpoints, its repair) is FareGate's saving; caching the client set up itself is not.
         shaped = prefix is not None and prefix.enabled_caching
-        baseline = nanos + saving_nanos if shaped else nanos
+        routing_nanos, history_nanos = self._routing_and_history_savings(call, usage, cost, price_known)
+        baseline = nanos + (saving_nanos if shaped else 0) + routing_nanos + history_nanos
         cache = call.cache
         if cache is not None and cache.answer_usage is not None:
             # A cache hit: the provider was not called; without FareGate it would have been
@@ -120,6 +121,8 @@ class Settle:
             latency_ms=(time.perf_counter() - call.started) * 1000,
             upstream_ms=result.upstream_ms,
             prompt_cache_saving_nusd=saving_nanos,
+            routing_saving_nusd=routing_nanos,
+            history_saving_nusd=history_nanos,
         )
         if cache is not None:
             event.cache_status = cache.status
@@ -184,6 +187,44 @@ class Settle:
             return usage, False, _ZERO, _ZERO
         saving = self.prices.prompt_cache_saving(model, usage, price.usd, provider=provider.pricing_id, at=at)
         return usage, True, price.usd, saving
+
+    def _routing_and_history_savings(
+        self, call: Call, usage: Usage, cost: Decimal, price_known: bool
+    ) -> tuple[int, int]:
+        """Nano-dollars routing and the history policy saved, against sending the client's request
+        to the model it would have reached unrouted: the same usage at the frontier's price, and the
+        history tokens the policy removed at that model's plain input price."""
+        route = call.route
+        if route is None or not price_known or (call.routing is None and call.history is None):
+            return 0, 0
+        at = datetime.fromtimestamp(call.received_at, UTC)
+        routing = call.routing
+        baseline_route = route
+        routing_saving = _ZERO
+        if routing is not None and routing.frontier is not None and routing.shadow_of is None:
+            baseline_route = routing.frontier
+            frontier = self._cost_at(baseline_route, usage, at)
+            routing_saving = frontier - cost if frontier is not None else _ZERO
+        history_saving = _ZERO
+        history = call.history
+        if (
+            history is not None
+            and history.policy != "summarize"
+            and history.tokens_before > history.tokens_after
+        ):
+            removed = Usage(input_tokens=history.tokens_before - history.tokens_after)
+            history_saving = self._cost_at(baseline_route, removed, at) or _ZERO
+        return usd_to_nanos(routing_saving), usd_to_nanos(history_saving)
+
+    def _cost_at(self, route: Route, usage: Usage, at: datetime) -> Decimal | None:
+        provider = self.providers.get(route.provider)
+        try:
+            price = self.prices.cost(
+                route.model, usage, provider=provider.pricing_id if provider else None, at=at
+            )
+        except ValueError:
+            return None
+        return price.usd if price.known else None
 
     def _answer_cost(self, call: Call, model: str | None, usage: Usage) -> Decimal:
         """What the cached answer would cost if the provider produced it again now."""
