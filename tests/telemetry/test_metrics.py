@@ -393,3 +393,13 @@ def test_metrics_need_the_admin_key_when_one_is_configured(
 def test_metrics_can_be_turned_off(make_gateway: Callable[..., RunningGateway]) -> None:
     gw = make_gateway(telemetry={"metrics": False})
     assert gw.gateway.metrics is None and httpx.get(f"{gw.url}/metrics").status_code == 404
+
+
+def test_savings_split_by_strategy_add_up_to_baseline_minus_cost() -> None:
+    metrics = Metrics()
+    event = make_event(cost_nusd=1_000, baseline_cost_nusd=10_000)
+    event.routing_saving_nusd, event.history_saving_nusd = 6_000, 2_000
+    metrics.observe(make_call(), Result(status=200, headers={}), event)
+    text = metrics.render().decode()
+    assert 'strategy="routing"} 0.000006000' in text and 'strategy="history"} 0.000002000' in text
+    assert 'strategy="other"} 0.000001000' in text  # what no strategy accounts for is still shown

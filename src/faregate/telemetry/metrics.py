@@ -237,11 +237,10 @@ class Metrics:
                 self.cost.inc(fm, cost)
             if baseline:
                 self.baseline.inc(fm, baseline)
-            if saving := baseline - cost:
-                strategy = _strategy(call, cache_status)
+            for strategy, saving in _savings(call, event, cache_status):
                 if saving > 0:
                     self.savings.inc((feature, strategy), saving)
-                else:
+                elif saving < 0:
                     self.lost.inc((feature, strategy), -saving)
         else:
             self.unpriced.inc(fm, 1)
@@ -284,14 +283,21 @@ def metrics_route(metrics: Metrics, path: str = "/metrics") -> Route:
     return Route(path, scrape, methods=["GET"])
 
 
-def _strategy(call: Call, cache_status: str | None) -> str:
-    """Which optimisation made baseline and cost differ (mirrors how settle sets the baseline)."""
+def _savings(call: Call, event: CostEvent, cache_status: str | None) -> list[tuple[str, int]]:
+    """Baseline minus cost, split by the optimisation it came from (as settle builds the baseline):
+    a cache hit's whole difference; else routing, history and (when FareGate shaped the prefix)
+    prompt caching, each from its own ledger field."""
+    total = event.baseline_cost_nusd - event.cost_nusd
     if cache_status in _HITS:
-        return _CACHE_STRATEGY[cache_status]
+        return [(_CACHE_STRATEGY[cache_status], total)]
+    parts = [("routing", event.routing_saving_nusd), ("history", event.history_saving_nusd)]
     prefix = call.prefix
     if prefix is not None and prefix.enabled_caching:
-        return "prompt_cache"
-    return OTHER
+        parts.append(("prompt_cache", event.prompt_cache_saving_nusd))
+    rest = total - sum(saving for _, saving in parts)
+    if rest:
+        parts.append((OTHER, rest))
+    return parts
 
 
 def _escape(value: str) -> str:
