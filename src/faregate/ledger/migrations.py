@@ -145,6 +145,14 @@ def m007_routing_and_history_savings(d: Dialect) -> list[str]:
     ]
 
 
+@migration
+def m008_rollups(d: Dialect) -> list[str]:
+    # Hourly rollups for the dashboard, task outcomes, and a backfill from the events stored so far.
+    from faregate.ledger.rollups import migration_statements  # rollups imports Dialect from here
+
+    return migration_statements(d)
+
+
 def migrate(execute: Execute, dialect: Dialect) -> list[str]:
     """Apply the pending migrations and return their names.
 

@@ -5,7 +5,7 @@ The calls are synchronous; the writer runs them in a worker thread, off the even
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
-from faregate.ledger import queries
+from faregate.ledger import queries, rollups
 from faregate.ledger.events import CostEvent
 from faregate.ledger.history import history_report
 from faregate.ledger.migrations import POSTGRES, migrate
@@ -24,6 +24,8 @@ from faregate.ledger.routing import routing_report
 from faregate.ledger.store import DEFAULT_FALLBACK, InvalidEventError
 
 _STATEMENTS = queries.statements(POSTGRES)
+_ROLLUPS = rollups.statements(POSTGRES)
+_INSERT_RETURNING = _STATEMENTS.insert + " RETURNING request_id"
 # Any constant works: it only has to be the same for every replica running migrations.
 _MIGRATION_LOCK = 0x46415245  # "FARE"
 
@@ -72,13 +74,64 @@ class PostgresStore:
         try:
             # Leaving the block commits, or rolls back if executemany raised: all or nothing.
             with self._pool.connection() as conn, conn.cursor() as cur:
-                cur.executemany(_STATEMENTS.insert, params)
+                # RETURNING names the rows this insert stored (not those already present, even
+                # ones another replica stored a moment ago): only those are rolled up.
+                cur.executemany(_INSERT_RETURNING, params, returning=True)
+                stored_ids = _returned(cur)
+                stored = [e for e in rollups.unique_events(events) if e.request_id in stored_ids]
+                if stored:
+                    batch = rollups.aggregate(stored)
+                    cur.executemany(_ROLLUPS.hourly, batch.hourly)
+                    keys = [row[:3] for row in batch.users]
+                    cur.executemany(_ROLLUPS.user_key + " RETURNING day, feature", keys, returning=True)
+                    new_users = [(day, feature, None) for day, feature in _returned_rows(cur)]
+                    cur.executemany(_ROLLUPS.users, batch.users)
+                    increments = rollups.dau_increments(new_users)
+                    if increments:
+                        cur.executemany(_ROLLUPS.dau, increments)
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             raise InvalidEventError(f"PostgreSQL refused the events: {_first_line(exc)}") from exc
         except psycopg.ProgrammingError as exc:
             if exc.sqlstate is None:  # raised client-side: a value psycopg cannot adapt
                 raise InvalidEventError(f"PostgreSQL refused the events: {_first_line(exc)}") from exc
             raise
+
+    def rebuild_rollups(self) -> None:
+        """Recompute every rollup from the events table (the migration does this once by itself)."""
+        with self._pool.connection() as conn:
+            for statement in rollups.rebuild_statements(POSTGRES):
+                conn.execute(statement)
+
+    def overview(self, since: float, until: float, bucket: str | None = None) -> dict[str, Any]:
+        with self._pool.connection() as conn:
+            return rollups.overview(partial(_fetch, conn), POSTGRES, rollups.time_range(since, until, bucket))
+
+    def attribution(
+        self, by: str, since: float, until: float, filters: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        r = rollups.time_range(since, until)
+        with self._pool.connection() as conn:
+            return rollups.attribution(partial(_fetch, conn), POSTGRES, by, r, dict(filters or {}))
+
+    def unit_economics(self, since: float, until: float, bucket: str | None = None) -> dict[str, Any]:
+        r = rollups.time_range(since, until, bucket)
+        with self._pool.connection() as conn:
+            return rollups.unit_economics(partial(_fetch, conn), POSTGRES, r)
+
+    def templates(
+        self, since: float, until: float, feature: str | None = None, threshold: float = 0.10
+    ) -> dict[str, Any]:
+        r = rollups.time_range(since, until)
+        with self._pool.connection() as conn:
+            return rollups.templates(partial(_fetch, conn), POSTGRES, r, feature, threshold)
+
+    def anatomy(self, since: float, until: float) -> dict[str, Any]:
+        with self._pool.connection() as conn:
+            return rollups.anatomy(partial(_fetch, conn), POSTGRES, rollups.time_range(since, until))
+
+    def record_task(self, task_id: str, feature: str, outcome: str, score: float | None, ts: float) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(_ROLLUPS.task, (task_id, feature, outcome, score, ts))
 
     def spend(self, by: Sequence[str], since: float | None = None) -> list[dict[str, Any]]:
         sql, params = queries.spend_query(POSTGRES, by, since)
@@ -127,6 +180,20 @@ def _fetch(
 ) -> list[tuple[Any, ...]]:
     cur = conn.execute(sql, params)
     return cur.fetchall() if cur.description is not None else []
+
+
+def _returned_rows(cur: psycopg.Cursor[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Every row an `executemany(..., returning=True)` returned, over all its result sets."""
+    rows: list[tuple[Any, ...]] = []
+    while True:
+        if cur.description is not None:
+            rows.extend(cur.fetchall())
+        if not cur.nextset():
+            return rows
+
+
+def _returned(cur: psycopg.Cursor[tuple[Any, ...]]) -> set[str]:
+    return {row[0] for row in _returned_rows(cur)}
 
 
 def _describe(url: str) -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from faregate.ledger import queries
+from faregate.ledger import queries, rollups
 from faregate.ledger.events import CostEvent
 from faregate.ledger.history import history_report
 from faregate.ledger.migrations import SQLITE, migrate
@@ -20,6 +20,7 @@ from faregate.ledger.store import DEFAULT_FALLBACK, InvalidEventError
 from faregate.sqlite_transaction import immediate_transaction
 
 _STATEMENTS = queries.statements(SQLITE)
+_ROLLUPS = rollups.statements(SQLITE)
 
 
 class SqliteStore:
@@ -62,16 +63,64 @@ class SqliteStore:
     def write_batch(self, events: Sequence[CostEvent]) -> None:
         if not events:
             return
-        params = [queries.event_params(event) for event in events]
         try:
             with self._lock, self._transaction():
-                self._conn.executemany(_STATEMENTS.insert, params)
+                self._insert_and_roll_up(events)
         except (sqlite3.IntegrityError, sqlite3.DataError, OverflowError) as exc:
             raise InvalidEventError(f"SQLite refused the events: {exc}") from exc
         except sqlite3.ProgrammingError as exc:
             if str(exc).startswith("Error binding parameter"):
                 raise InvalidEventError(f"SQLite refused the events: {exc}") from exc
             raise
+
+    def _insert_and_roll_up(self, events: Sequence[CostEvent]) -> None:
+        """Insert the events and add those actually inserted (rowcount 1: not already present) to
+        the rollups, in the caller's transaction."""
+        execute = self._conn.execute
+        stored = [e for e in events if execute(_STATEMENTS.insert, queries.event_params(e)).rowcount == 1]
+        if not stored:
+            return
+        batch = rollups.aggregate(stored)
+        self._conn.executemany(_ROLLUPS.hourly, batch.hourly)
+        new_users = [row[:3] for row in batch.users if execute(_ROLLUPS.user_key, row[:3]).rowcount == 1]
+        self._conn.executemany(_ROLLUPS.users, batch.users)
+        self._conn.executemany(_ROLLUPS.dau, rollups.dau_increments(new_users))
+
+    def rebuild_rollups(self) -> None:
+        """Recompute every rollup from the events table (the migration does this once by itself)."""
+        with self._lock, self._transaction():
+            for statement in rollups.rebuild_statements(SQLITE):
+                self._conn.execute(statement)
+
+    def overview(self, since: float, until: float, bucket: str | None = None) -> dict[str, Any]:
+        with self._lock:
+            return rollups.overview(self._execute, SQLITE, rollups.time_range(since, until, bucket))
+
+    def attribution(
+        self, by: str, since: float, until: float, filters: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        r = rollups.time_range(since, until)
+        with self._lock:
+            return rollups.attribution(self._execute, SQLITE, by, r, dict(filters or {}))
+
+    def unit_economics(self, since: float, until: float, bucket: str | None = None) -> dict[str, Any]:
+        with self._lock:
+            return rollups.unit_economics(self._execute, SQLITE, rollups.time_range(since, until, bucket))
+
+    def templates(
+        self, since: float, until: float, feature: str | None = None, threshold: float = 0.10
+    ) -> dict[str, Any]:
+        r = rollups.time_range(since, until)
+        with self._lock:
+            return rollups.templates(self._execute, SQLITE, r, feature, threshold)
+
+    def anatomy(self, since: float, until: float) -> dict[str, Any]:
+        with self._lock:
+            return rollups.anatomy(self._execute, SQLITE, rollups.time_range(since, until))
+
+    def record_task(self, task_id: str, feature: str, outcome: str, score: float | None, ts: float) -> None:
+        with self._lock, self._transaction():
+            self._conn.execute(_ROLLUPS.task, (task_id, feature, outcome, score, ts))
 
     def spend(self, by: Sequence[str], since: float | None = None) -> list[dict[str, Any]]:
         sql, params = queries.spend_query(SQLITE, by, since)

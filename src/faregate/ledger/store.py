@@ -5,7 +5,7 @@ Keeping the protocol this narrow is what lets `database: postgresql://...` chang
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -59,6 +59,38 @@ class LedgerStore(Protocol):
 
     def record_feedback(self, request_id: str, rating: float, ts: float) -> None:
         """Store a user's rating of a request's answer (the latest rating of a request wins)."""
+
+    # The dashboard's numbers, from the hourly rollups (`faregate.ledger.rollups`); times are unix
+    # seconds, `until` exclusive, the range widened to whole hours; `bucket` is "hour" or "day".
+    def overview(self, since: float, until: float, bucket: str | None = None) -> dict[str, Any]:
+        """Requests, cost, baseline and savings per bucket and in total; cache and tier mixes."""
+        ...
+
+    def attribution(
+        self, by: str, since: float, until: float, filters: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Spend by one dimension (or `user`) within drill-down filters, and the top keys' series."""
+        ...
+
+    def unit_economics(self, since: float, until: float, bucket: str | None = None) -> dict[str, Any]:
+        """Per feature and bucket: cost, completions, cost per completion, DAU, cost per DAU."""
+        ...
+
+    def templates(
+        self, since: float, until: float, feature: str | None = None, threshold: float = 0.10
+    ) -> dict[str, Any]:
+        """Per feature, each template's cost, tokens and quality, and the regressions found."""
+        ...
+
+    def anatomy(self, since: float, until: float) -> dict[str, Any]:
+        """Input tokens by prompt component per feature."""
+        ...
+
+    def record_task(self, task_id: str, feature: str, outcome: str, score: float | None, ts: float) -> None:
+        """Store a task's outcome, "success" or "failure" (the latest report of a task wins)."""
+
+    def rebuild_rollups(self) -> None:
+        """Recompute the rollups from the events table."""
 
     def count(self) -> int: ...
 
