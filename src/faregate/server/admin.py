@@ -19,6 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from faregate.config import Config
+from faregate.server.api import dashboard_api_routes
+from faregate.server.dashboard import dashboard_routes
 from faregate.server.gateway import Gateway
 from faregate.telemetry import metrics_route
 
@@ -89,6 +91,8 @@ def admin_routes(gateway: Gateway, config: Config) -> list[Route]:
         Route("/faregate/v1/cache", guarded(cache_clear), methods=["DELETE"]),
         Route("/faregate/v1/prompt-cache", guarded(prompt_cache), methods=["GET"]),
     ]
+    routes += dashboard_api_routes(gateway, guarded)
+    routes += dashboard_routes(guarded)
     if gateway.metrics is not None:
         # Guarded like the admin API (bearer key, else loopback): the metrics name features and spend.
         # Prometheus sends the key with `authorization: {credentials: ...}` in its scrape config.
