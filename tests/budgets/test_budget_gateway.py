@@ -393,3 +393,34 @@ def test_admin_api_shows_budget_usage(budgeted: Callable[..., Budgeted], fake_pr
     b = budgeted([{"scope": "team", "name": "search", "period": "day", "limit_usd": "1"}])
     usage = httpx.get(f"{b.gw.url}/faregate/v1/budgets").json()["budgets"]
     assert [(u["budget"], u["limit_usd"], u["spent_usd"]) for u in usage] == [("team:search:day", 1.0, 0.0)]
+
+
+async def test_a_template_regression_in_the_ledger_reaches_the_webhook_once(
+    make_gateway: Callable[..., RunningGateway],
+    fake_provider: FakeProvider,
+    webhook: tuple[str, list[dict[str, Any]]],
+) -> None:
+    url, received = webhook
+    gw = make_gateway(prices=PRICES, alerts={"webhook_url": url})
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
+        for template, output in (("v1", 100), ("v2", 150)):  # v2: 50% more per request
+            fake_provider.scenario = Scenario(completion_tokens=output)
+            headers = {**AUTH, "x-faregate-feature": "chat", "x-faregate-template": template}
+            for _ in range(20):
+                response = await client.post("/v1/chat/completions", json=BODY, headers=headers)
+                assert response.status_code == 200
+            await asyncio.sleep(0.01)  # v2 is first seen after v1
+    await asyncio.to_thread(gw.flush)
+    budgets = gw.gateway.budgets
+
+    def check() -> int:
+        return asyncio.run_coroutine_threadsafe(budgets.check_templates(), gw.loop).result(timeout=10)
+
+    assert await asyncio.to_thread(check) == 1
+    assert await asyncio.to_thread(check) == 0  # alerted once
+    deadline = time.monotonic() + 5
+    while not received and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    [alert] = received
+    assert alert["kind"] == "template_regression" and alert["details"]["template"] == "v2"
+    assert alert["details"]["previous"] == "v1" and alert["message"].startswith("chat: ")

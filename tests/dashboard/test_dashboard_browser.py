@@ -219,6 +219,8 @@ async def test_attribution_numbers_drill_down_and_back(site: Site, page: Page) -
         assert_money(cost, row["cost_usd"])
         assert int(requests.replace(",", "")) == row["requests"]
     assert_money((await metric(page, "attribution-cost"))["text"], sum(r["cost_usd"] for r in rows))
+    tabs = "[...document.querySelectorAll('.tabs button')].map(b => b.dataset.by)"
+    assert "user" not in await page.evaluate(tabs)  # spend by user is offered inside a feature only
     await page.screenshot("attribution-by-feature")
 
     # Drill into the top feature: the page asks for its spend by team, and shows what the API says.
@@ -238,6 +240,7 @@ async def test_attribution_numbers_drill_down_and_back(site: Site, page: Page) -
     assert_money((await metric(page, "attribution-cost"))["text"], total)
     crumbs = await page.evaluate("[...document.querySelectorAll('.crumbs button')].map(b => b.textContent)")
     assert crumbs == ["All", f"feature: {top['key']}"]
+    assert "user" in await page.evaluate(tabs)
     await page.screenshot("attribution-drilled")
 
     # Breadcrumb back to everything.

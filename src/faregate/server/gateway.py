@@ -55,7 +55,7 @@ class Gateway:
         self.tracing = otel_tracing(config)  # a ConfigError stops the start, naming what to install
         if self.tracing is not None:
             self.settle.observers.append(self.tracing.observe)
-        self.budgets = Budgets(config, self.settle, prices, self.providers)
+        self.budgets = Budgets(config, self.settle, prices, self.providers, self.store)
         self.upstream = Upstream(self.providers, config.server.connect_timeout_s)
         self.measure_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="faregate-measure")
         self.embedder = SharedEmbedder(config)

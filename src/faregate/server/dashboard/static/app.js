@@ -184,9 +184,13 @@ async function overview() {
 
 async function attribution() {
   const q = params();
-  const by = DIMENSIONS.includes(q.get("by")) ? q.get("by") : "feature";
   const filters = [...q.entries()].filter(([k, v]) => FILTERABLE.includes(k) && v !== "");
   const filterQuery = Object.fromEntries(filters);
+  // Spend by user is offered inside a feature (drill down first): across every feature it means
+  // reading millions of per-user rows, which the 1-second page budget does not allow.
+  const offered = (d) => !(d in filterQuery) && (d !== "user" || "feature" in filterQuery);
+  const asked = q.get("by");
+  const by = DIMENSIONS.includes(asked) && offered(asked) ? asked : "feature" in filterQuery ? "team" : "feature";
   const data = await api("/attribution", { by, ...filterQuery });
   const rows = (data.rows || []).slice().sort((a, b) => b.cost_usd - a.cost_usd);
   const go = (nextBy, nextFilters) => navigate("/dashboard/attribution", { by: nextBy, ...Object.fromEntries(nextFilters), range: rangeName() });
@@ -198,7 +202,7 @@ async function attribution() {
     ]),
     h("span", { className: "sep" }, "›"),
     h("span", { className: "muted" }, `by ${by}`));
-  const tabs = h("div", { className: "tabs", role: "tablist" }, DIMENSIONS.filter((d) => !(d in filterQuery)).map((d) =>
+  const tabs = h("div", { className: "tabs", role: "tablist" }, DIMENSIONS.filter(offered).map((d) =>
     h("button", { type: "button", className: d === by ? "active" : null, dataset: { by: d }, onClick: () => go(d, filters) }, `By ${d}`)));
   const next = DIMENSIONS.find((d) => d !== by && !(d in filterQuery) && FILTERABLE.includes(d));
   const canDrill = FILTERABLE.includes(by) && next;
