@@ -408,6 +408,9 @@ def router_stats(
     from faregate.routing.stats import stats_table
 
     report = _ledger_report(config, db, lambda ledger: ledger.routing(parse_since(since)))
+    target = _router_target(config)
+    for entry in report:
+        entry["target_frontier_share"] = target
     if format is Format.json:
         typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2))
         return
@@ -434,6 +437,20 @@ def history_stats(
         typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2, default=float))
         return
     console.print(stats_table(report))
+
+
+def _router_target(config: Path | None) -> float | None:
+    """The frontier share the configured router's calibration expects (None: routing off)."""
+    from faregate.routing.artifact import RouterFileError, default_router_path, load_router
+
+    routing = _load(config).routing
+    if not routing.tiers:
+        return None
+    try:
+        return load_router(routing.router or default_router_path()).expected_frontier_share
+    except RouterFileError as exc:
+        err_console.print(f"[yellow]note:[/yellow] {exc}", highlight=False, soft_wrap=True)
+        return None
 
 
 def _ledger_report(

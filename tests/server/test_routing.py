@@ -111,6 +111,8 @@ def test_shadow_calls_ask_the_frontier_too_and_record_agreement(
 
     report = httpx.get(f"{gw.url}/faregate/v1/routing").json()["features"]
     [support] = report
+    expected = Router.load(default_router_path()).expected_frontier_share
+    assert expected is not None and support["target_frontier_share"] == expected
     assert support["tiers"]["small"]["requests"] == 1 and support["shadow"] == {
         "compared": 1,
         "agreed": 1,

@@ -19,7 +19,7 @@ def stats_table(report: list[dict[str, Any]]) -> Table:
     for name in (
         "requests",
         *TIERS,
-        "frontier share",
+        "frontier share (target)",
         "fallbacks",
         "shadow checks",
         "routing error (95% up)",
@@ -37,10 +37,16 @@ def stats_table(report: list[dict[str, Any]]) -> Table:
             entry["feature"],
             f"{entry['requests']:,}",
             *(f"{tiers[t]['requests']:,}" if t in tiers else "-" for t in TIERS),
-            f"{entry['frontier_share']:.0%}" if entry["frontier_share"] is not None else "-",
+            _share(entry["frontier_share"], entry.get("target_frontier_share")),
             f"{entry['fallbacks']:,}",
             f"{shadow['compared']:,}",
             error,
             feedback or "-",
         )
     return table
+
+
+def _share(realised: float | None, target: float | None) -> str:
+    """The realised frontier share beside the one the router's calibration expects."""
+    shown = f"{realised:.0%}" if realised is not None else "-"
+    return f"{shown} ({target:.0%})" if target is not None else shown

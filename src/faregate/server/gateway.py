@@ -180,8 +180,13 @@ class Gateway:
         return await self.budgets.usage()
 
     async def routing_report(self, since: float | None = None) -> list[dict[str, Any]]:
-        """Per feature, from the ledger: tier mix, fallbacks, shadow-check error estimate, feedback."""
-        return await asyncio.to_thread(self.store.routing, since)
+        """Per feature, from the ledger: tier mix, fallbacks, shadow-check error estimate, feedback,
+        and the frontier share the router's calibration expects, to hold the realised one against."""
+        report = await asyncio.to_thread(self.store.routing, since)
+        target = self.router.router.expected_frontier_share if self.router is not None else None
+        for entry in report:
+            entry["target_frontier_share"] = target
+        return report
 
     async def record_feedback(self, request_id: str, rating: float) -> None:
         await asyncio.to_thread(self.store.record_feedback, request_id, rating, time.time())
