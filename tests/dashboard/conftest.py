@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import re
 import shutil
@@ -33,7 +34,7 @@ SCREENSHOTS = Path(__file__).parent / "screenshots"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
-def _find_browser() -> str | None:
+def find_browser() -> str | None:
     for name in BROWSERS:
         found = shutil.which(name)
         if found:
@@ -42,21 +43,20 @@ def _find_browser() -> str | None:
 
 
 def _browser_or_skip() -> str:
-    found = _find_browser()
+    found = find_browser()
     if found is None and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
         # The test setup installs Debian's chromium when it can (root, apt available).
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "install", "-y", "chromium"], env=env, capture_output=True, timeout=600)
-        found = _find_browser()
+        found = find_browser()
     if found is None:
         pytest.skip("no chromium: install Debian's `chromium` package to run the dashboard browser tests")
     return found
 
 
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[str]:
-    """A headless chromium for the session; yields its browser-level DevTools websocket URL."""
-    binary = _browser_or_skip()
+@contextlib.contextmanager
+def start_chromium(binary: str) -> Iterator[str]:
+    """A headless chromium; yields its DevTools websocket URL (RuntimeError if it cannot start)."""
     profile = tempfile.mkdtemp(prefix="faregate-chromium-")
     process = subprocess.Popen(
         [
@@ -93,7 +93,7 @@ def chromium() -> Iterator[str]:
         time.sleep(0.05)
     try:
         if not found:
-            pytest.skip(f"chromium did not start: {''.join(lines)[-2000:]}")
+            raise RuntimeError(f"chromium did not start: {''.join(lines)[-2000:]}")
         yield found[0]
     finally:
         process.terminate()
@@ -103,6 +103,17 @@ def chromium() -> Iterator[str]:
             process.kill()
             process.wait()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[str]:
+    """A headless chromium for the session (skipped, with the reason, where none can run)."""
+    binary = _browser_or_skip()
+    try:
+        with start_chromium(binary) as url:
+            yield url
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
 
 
 class Page:
@@ -200,8 +211,9 @@ class Page:
         return path
 
 
-@pytest.fixture
-async def page(chromium: str) -> AsyncIterator[Page]:
+@contextlib.asynccontextmanager
+async def open_page(chromium: str) -> AsyncIterator[Page]:
+    """A new tab of the browser at `chromium` (its DevTools websocket URL), closed on exit."""
     async with aiohttp.ClientSession() as http, http.ws_connect(chromium, max_msg_size=0) as ws:
         holder: list[Page] = []
 
@@ -230,6 +242,12 @@ async def page(chromium: str) -> AsyncIterator[Page]:
         finally:
             await tab.send("Target.closeTarget", {"targetId": target["targetId"]}, session=False)
             reader.cancel()
+
+
+@pytest.fixture
+async def page(chromium: str) -> AsyncIterator[Page]:
+    async with open_page(chromium) as tab:
+        yield tab
 
 
 # ---------- a fake of the dashboard's JSON contract (used when faregate.server.api is absent) ----------
