@@ -21,6 +21,7 @@ TABLES = {
     "rollup_hourly": "hour, feature, team, template, cohort, model",
     "rollup_users_daily": 'day, feature, "user"',
     "rollup_dau": "day, feature",
+    "rollup_prefix_hourly": "hour, feature, prefix_hash, findings",
 }
 
 
@@ -96,6 +97,9 @@ def random_event(rng: random.Random, n: int) -> CostEvent:
         overhead_tokens=rng.randrange(30),
         route_shadow_of="r00000" if shadow else None,
         route_agreed=rng.choice([True, False, None]) if shadow else None,
+        route_fallback=rng.choice([True, False, None]),
+        prefix_hash=rng.choice(["p1", "p2", "p3", None]),
+        prefix_findings=rng.choice([None, None, "timestamp@system:1", "uuid@system:4;date@system:9"]),
     )
 
 
@@ -354,3 +358,29 @@ def test_anatomy_sums_components(store: LedgerStore) -> None:
     assert chat["requests"] == len(mine)
     assert chat["tokens"]["history"] == sum(e.history_tokens for e in mine)
     assert sum(chat["shares"].values()) == pytest.approx(1.0)
+
+
+def test_prompt_cache_and_routing_reports_from_rollups_match_the_events(store: LedgerStore) -> None:
+    """The two reports the dashboard reads beside the rollup endpoints: computed from the rollups,
+    they must equal a direct computation over the events."""
+    rng = random.Random(11)
+    events = [random_event(rng, n) for n in range(400)]
+    store.write_batch(events)
+    [chat] = [e for e in store.prompt_cache() if e["feature"] == "chat"]
+    mine = [e for e in events if e.feature == "chat"]
+    assert chat["requests"] == len(mine)
+    assert chat["cache_read_tokens"] == sum(e.cached_tokens for e in mine)
+    assert chat["distinct_prefixes"] == len({e.prefix_hash for e in mine if e.prefix_hash})
+    per_hour: dict[int, set[str]] = {}
+    for e in mine:
+        per_hour.setdefault(int(e.ts // 3600), set()).update([e.prefix_hash] if e.prefix_hash else [])
+    assert chat["prefix_churn"]["peak_per_hour"] == max(len(s) for s in per_hour.values())
+    assert chat["prefix_churn"]["hours"] == len(per_hour)
+    found = {f["kind"]: f["requests"] for f in chat["findings"]}
+    assert found["timestamp"] == sum(1 for e in mine if e.prefix_findings == "timestamp@system:1")
+    [routed] = [e for e in store.routing() if e["feature"] == "chat"]
+    direct = [e for e in mine if e.tier is not None and e.route_shadow_of is None]
+    assert {t: v["requests"] for t, v in routed["tiers"].items()} == {
+        t: n for t in ("small", "medium", "frontier") if (n := sum(1 for e in direct if e.tier == t))
+    }
+    assert routed["fallbacks"] == sum(1 for e in mine if e.route_fallback and e.route_shadow_of is None)

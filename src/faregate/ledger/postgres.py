@@ -89,6 +89,7 @@ class PostgresStore:
                     increments = rollups.dau_increments(new_users)
                     if increments:
                         cur.executemany(_ROLLUPS.dau, increments)
+                    cur.executemany(_ROLLUPS.prefix, batch.prefixes)
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             raise InvalidEventError(f"PostgreSQL refused the events: {_first_line(exc)}") from exc
         except psycopg.ProgrammingError as exc:

@@ -1,6 +1,7 @@
 """Prompt-cache health per feature, from the ledger: cache-read ratio, saving, prefix churn, findings.
 
-Computed from the ledger rather than from a replica's memory, so the numbers cover every replica:
+Computed from the ledger's hourly rollups rather than from a replica's memory, so the numbers cover
+every replica and stay fast over millions of events:
 prefix churn is the number of distinct `prefix_hash` values (tools + system prompt) per hour, and
 findings are the `kind@location` entries the prefix stage recorded.
 """
@@ -16,44 +17,50 @@ from faregate.ledger.migrations import Dialect
 Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 
 
-def _hour(dialect: Dialect) -> str:
-    # SQLite's CAST truncates (ts is positive); PostgreSQL's rounds, so it needs FLOOR.
-    return "CAST(ts / 3600 AS INTEGER)" if dialect.name == "sqlite" else "FLOOR(ts / 3600)"
-
-
-def _where(dialect: Dialect, since: float | None, extra: str = "") -> tuple[str, list[Any]]:
+def _since(dialect: Dialect, since: float | None, extra: str = "") -> tuple[str, list[Any]]:
+    """A WHERE clause on the rollups' `hour` (since floored to its hour: rollups are hourly)."""
     clauses = [extra] if extra else []
     params: list[Any] = []
     if since is not None:
-        clauses.append(f"ts >= {dialect.param}")
-        params.append(since)
+        clauses.append(f"hour >= {dialect.param}")
+        params.append(int(since // 3600) * 3600)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 def prompt_cache_report(run: Run, dialect: Dialect, since: float | None = None) -> list[dict[str, Any]]:
-    """One entry per feature, most requests first; see docs/prompt-caching.md for each key."""
-    where, params = _where(dialect, since)
-    totals = run(
-        "SELECT feature, COUNT(*), SUM(input_tokens), SUM(cached_tokens), SUM(cache_write_tokens), "
-        f"SUM(prompt_cache_saving_nusd), COUNT(DISTINCT prefix_hash) FROM events{where} GROUP BY feature",
+    """One entry per feature, most requests first; see docs/prompt-caching.md for each key.
+
+    Read from the hourly rollups (`faregate.ledger.rollups`), not the events: token sums from
+    `rollup_hourly`, prefixes and findings from `rollup_prefix_hourly`.
+    """
+    where, params = _since(dialect, since)
+    sums = run(
+        "SELECT feature, SUM(requests), SUM(input_tokens), SUM(cached_tokens), SUM(cache_write_tokens), "
+        f"SUM(prompt_cache_saving_nusd) FROM rollup_hourly{where} GROUP BY feature",
         params,
     )
+    distinct: dict[str, int] = {
+        feature: int(count or 0)
+        for feature, count in run(
+            f"SELECT feature, COUNT(DISTINCT NULLIF(prefix_hash, '')) FROM rollup_prefix_hourly{where} "
+            "GROUP BY feature",
+            params,
+        )
+    }
     hourly = run(
-        f"SELECT feature, {_hour(dialect)}, COUNT(DISTINCT prefix_hash) FROM events{where} "
-        f"GROUP BY feature, {_hour(dialect)}",
+        f"SELECT feature, hour, COUNT(DISTINCT NULLIF(prefix_hash, '')) FROM rollup_prefix_hourly{where} "
+        "GROUP BY feature, hour",
         params,
     )
-    where_found, params_found = _where(dialect, since, "prefix_findings IS NOT NULL")
+    where_found, params_found = _since(dialect, since, "findings <> ''")
     found = run(
-        f"SELECT feature, prefix_findings, COUNT(*) FROM events{where_found} "
-        "GROUP BY feature, prefix_findings",
+        f"SELECT feature, findings, SUM(requests) FROM rollup_prefix_hourly{where_found} "
+        "GROUP BY feature, findings",
         params_found,
     )
     churn: dict[str, list[int]] = {}
-    for feature, _, distinct in hourly:
-        churn.setdefault(feature, []).append(int(distinct or 0))
-    # Offsets move when a span's length does ("9 May" / "10 May"): group by kind and place
-    # ("system", "tools[2].description"), keep the busiest full location as the example.
+    for feature, _, count in hourly:
+        churn.setdefault(feature, []).append(int(count or 0))
     findings: dict[str, dict[tuple[str, str], dict[str, int]]] = {}
     for feature, text, count in found:
         per_feature = findings.setdefault(feature, {})
@@ -61,6 +68,7 @@ def prompt_cache_report(run: Run, dialect: Dialect, since: float | None = None) 
             kind, _, location = entry.partition("@")
             places = per_feature.setdefault((kind, location.rpartition(":")[0] or location), {})
             places[location] = places.get(location, 0) + int(count)
+    totals = [(*row, distinct.get(row[0], 0)) for row in sums]
     report = [_entry(row, churn.get(row[0], []), findings.get(row[0], {})) for row in totals]
     report.sort(key=lambda e: (-e["requests"], e["feature"]))
     return report

@@ -110,6 +110,11 @@ MEASURES: tuple[Measure, ...] = (
     Measure("cut", _flag(lambda e: bool(e.output_capped)), "CASE WHEN output_capped THEN 1 ELSE 0 END"),
     *(_column(f"{c}_tokens") for c in COMPONENTS),
     Measure(
+        "route_fallbacks",
+        _flag(lambda e: bool(e.route_fallback) and e.route_shadow_of is None),
+        "CASE WHEN route_fallback AND route_shadow_of IS NULL THEN 1 ELSE 0 END",
+    ),
+    Measure(
         "shadow_compared",
         _flag(lambda e: e.route_shadow_of is not None and e.route_agreed is not None),
         "CASE WHEN route_shadow_of IS NOT NULL AND route_agreed IS NOT NULL THEN 1 ELSE 0 END",
@@ -155,6 +160,11 @@ def migration_statements(d: Dialect) -> list[str]:
         f'{d.text} NOT NULL, {user_sums}, PRIMARY KEY (day, feature, "user"))',
         f"CREATE TABLE rollup_dau (day {d.bigint} NOT NULL, feature {d.text} NOT NULL, "
         f"users {d.bigint} NOT NULL, PRIMARY KEY (day, feature))",
+        # Prompt-cache health: requests per (hour, feature, prefix hash, volatile-span findings), so
+        # prefix churn (distinct hashes per hour) and findings need no scan of the events.
+        f"CREATE TABLE rollup_prefix_hourly (hour {d.bigint} NOT NULL, feature {d.text} NOT NULL, "
+        f"prefix_hash {d.text} NOT NULL, findings {d.text} NOT NULL, requests {d.bigint} NOT NULL, "
+        "PRIMARY KEY (hour, feature, prefix_hash, findings))",
         f"CREATE TABLE task_outcomes (task_id {d.text} PRIMARY KEY, feature {d.text} NOT NULL, "
         f"outcome {d.text} NOT NULL, score {d.real}, ts {d.real} NOT NULL)",
         "CREATE INDEX task_outcomes_ts ON task_outcomes (ts)",
@@ -178,6 +188,7 @@ def rebuild_statements(d: Dialect) -> list[str]:
         "DELETE FROM rollup_hourly",
         "DELETE FROM rollup_users_daily",
         "DELETE FROM rollup_dau",
+        "DELETE FROM rollup_prefix_hourly",
         f"INSERT INTO rollup_hourly ({', '.join(KEYS)}, first_ts, {measures}) "
         f"SELECT {hour}, feature, team, template, cohort, {_MODEL_SQL}, MIN(ts), {sums} FROM events "
         f"GROUP BY {hour}, feature, team, template, cohort, {_MODEL_SQL}",
@@ -185,6 +196,9 @@ def rebuild_statements(d: Dialect) -> list[str]:
         f'SELECT {day}, feature, "user", {user_sums} FROM events GROUP BY {day}, feature, "user"',
         "INSERT INTO rollup_dau (day, feature, users) "
         "SELECT day, feature, COUNT(*) FROM rollup_users_daily GROUP BY day, feature",
+        "INSERT INTO rollup_prefix_hourly (hour, feature, prefix_hash, findings, requests) "
+        f"SELECT {hour}, feature, COALESCE(prefix_hash, ''), COALESCE(prefix_findings, ''), COUNT(*) "
+        f"FROM events GROUP BY {hour}, feature, COALESCE(prefix_hash, ''), COALESCE(prefix_findings, '')",
     ]
 
 
@@ -198,6 +212,7 @@ class Statements:
     users: str  # add sums to a (day, feature, user) row
     dau: str  # add new users to a (day, feature) count
     task: str  # record a task outcome (the latest wins)
+    prefix: str  # add requests to an (hour, feature, prefix hash, findings) row
 
 
 def statements(d: Dialect) -> Statements:
@@ -226,6 +241,11 @@ def statements(d: Dialect) -> Statements:
             f"INSERT INTO rollup_dau (day, feature, users) VALUES ({p}, {p}, {p}) "
             "ON CONFLICT (day, feature) DO UPDATE SET users = rollup_dau.users + excluded.users"
         ),
+        prefix=(
+            "INSERT INTO rollup_prefix_hourly (hour, feature, prefix_hash, findings, requests) "
+            f"VALUES ({p}, {p}, {p}, {p}, {p}) ON CONFLICT (hour, feature, prefix_hash, findings) "
+            "DO UPDATE SET requests = rollup_prefix_hourly.requests + excluded.requests"
+        ),
         task=(
             "INSERT INTO task_outcomes (task_id, feature, outcome, score, ts) "
             f"VALUES ({p}, {p}, {p}, {p}, {p}) "
@@ -241,14 +261,18 @@ class Aggregate:
 
     hourly: list[tuple[Any, ...]]  # keys, first_ts, measures: the `hourly` statement's parameters
     users: list[tuple[Any, ...]]  # day, feature, user, user measures
+    prefixes: list[tuple[Any, ...]]  # hour, feature, prefix hash, findings, requests
 
 
 def aggregate(events: Iterable[CostEvent]) -> Aggregate:
     hourly: dict[tuple[Any, ...], list[Any]] = {}
     users: dict[tuple[Any, ...], list[int]] = {}
+    prefixes: dict[tuple[Any, ...], int] = {}
     for e in events:
         ts = e.ts
         hour = int(ts // HOUR) * HOUR
+        pkey = (hour, e.feature, e.prefix_hash or "", e.prefix_findings or "")
+        prefixes[pkey] = prefixes.get(pkey, 0) + 1
         key = (hour, e.feature, e.team, e.template, e.cohort, _model(e))
         values = [fn(e) for fn in _MEASURE_VALUES]
         row = hourly.get(key)
@@ -270,6 +294,7 @@ def aggregate(events: Iterable[CostEvent]) -> Aggregate:
     return Aggregate(
         hourly=[(*k, *v) for k, v in sorted(hourly.items())],
         users=[(*k, *v) for k, v in sorted(users.items())],
+        prefixes=[(*k, n) for k, n in sorted(prefixes.items())],
     )
 
 

@@ -18,33 +18,36 @@ Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 
 
 def routing_report(run: Run, dialect: Dialect, since: float | None = None) -> list[dict[str, Any]]:
-    """One entry per feature with routed requests, most requests first."""
+    """One entry per feature with routed requests, most requests first.
+
+    Tier counts, fallbacks and shadow checks come from the hourly rollups (`since` floored to its
+    hour); ratings from the `feedback` table joined to the events they rate.
+    """
     where, params = "", []
     if since is not None:
-        where, params = f" AND ts >= {dialect.param}", [since]
+        where, params = f" WHERE hour >= {dialect.param}", [int(since // 3600) * 3600]
     features: dict[str, dict[str, Any]] = {}
-    for feature, tier, count, fallbacks, confidence in run(
-        "SELECT feature, tier, COUNT(*), SUM(CASE WHEN route_fallback THEN 1 ELSE 0 END), "
-        "AVG(route_confidence) FROM events WHERE tier IS NOT NULL AND route_shadow_of IS NULL"
-        f"{where} GROUP BY feature, tier",
+    for feature, small, medium, frontier, fallbacks, compared, agreed in run(
+        "SELECT feature, SUM(tier_small), SUM(tier_medium), SUM(tier_frontier), SUM(route_fallbacks), "
+        f"SUM(shadow_compared), SUM(shadow_agreed) FROM rollup_hourly{where} GROUP BY feature",
         params,
     ):
+        counts = {"small": int(small or 0), "medium": int(medium or 0), "frontier": int(frontier or 0)}
+        if not any(counts.values()) and not compared:
+            continue
         entry = features.setdefault(feature, _empty(feature))
-        entry["tiers"][tier] = {"requests": int(count), "mean_confidence": _float(confidence)}
-        entry["fallbacks"] += int(fallbacks or 0)
-    for feature, compared, agreed in run(
-        "SELECT feature, COUNT(*), SUM(CASE WHEN route_agreed THEN 1 ELSE 0 END) FROM events "
-        f"WHERE route_shadow_of IS NOT NULL AND route_agreed IS NOT NULL{where} GROUP BY feature",
-        params,
-    ):
-        shadow = features.setdefault(feature, _empty(feature))["shadow"]
-        shadow["compared"], shadow["agreed"] = int(compared), int(agreed or 0)
-    rated = "" if since is None else f" AND e.ts >= {dialect.param}"
+        entry["tiers"] = {tier: {"requests": n} for tier, n in counts.items() if n}
+        entry["fallbacks"] = int(fallbacks or 0)
+        entry["shadow"] = {"compared": int(compared or 0), "agreed": int(agreed or 0)}
+    rated, rated_params = "", []
+    if since is not None:
+        rated, rated_params = f" AND e.ts >= {dialect.param}", [since]
+    # From the (small) feedback table to the events it rates, by primary key: never a scan of events
+    # (CROSS JOIN fixes that order in SQLite, which would otherwise start from events by `ts`).
     for feature, tier, count, mean in run(
-        "SELECT e.feature, e.tier, COUNT(*), AVG(f.rating) FROM feedback f "
-        "JOIN events e ON e.request_id = f.request_id "
-        f"WHERE e.tier IS NOT NULL{rated} GROUP BY e.feature, e.tier",
-        params,
+        "SELECT e.feature, e.tier, COUNT(*), AVG(f.rating) FROM feedback f CROSS JOIN events e "
+        f"WHERE e.request_id = f.request_id AND e.tier IS NOT NULL{rated} GROUP BY e.feature, e.tier",
+        rated_params,
     ):
         entry = features.setdefault(feature, _empty(feature))
         entry["feedback"][tier] = {"ratings": int(count), "mean_rating": _float(mean)}

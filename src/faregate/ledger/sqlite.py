@@ -85,6 +85,7 @@ class SqliteStore:
         new_users = [row[:3] for row in batch.users if execute(_ROLLUPS.user_key, row[:3]).rowcount == 1]
         self._conn.executemany(_ROLLUPS.users, batch.users)
         self._conn.executemany(_ROLLUPS.dau, rollups.dau_increments(new_users))
+        self._conn.executemany(_ROLLUPS.prefix, batch.prefixes)
 
     def rebuild_rollups(self) -> None:
         """Recompute every rollup from the events table (the migration does this once by itself)."""
