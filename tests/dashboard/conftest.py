@@ -400,7 +400,7 @@ def contract_payloads(now: float) -> dict[str, dict[str, Any]]:
             "features": [
                 {
                     "feature": k,
-                    "tiers": {"small": {"requests": 10, "mean_confidence": 0.8}},
+                    "tiers": {"small": {"requests": 10}},
                     "frontier_share": 0.0,
                     "fallbacks": 0,
                     "requests": 10,
