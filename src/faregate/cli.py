@@ -43,6 +43,15 @@ class Format(StrEnum):
     json = "json"
 
 
+SinceOption = Annotated[
+    str | None, typer.Option(help="Only ledger events newer than 7d, 12h, 30m or a date.")
+]
+LedgerOption = Annotated[
+    str | None, typer.Option(help="Ledger URL, sqlite:///PATH or postgresql://... (default: the config's).")
+]
+FormatOption = Annotated[Format, typer.Option("--format", "-f")]
+
+
 class ReportFormat(StrEnum):
     table = "table"
     json = "json"
@@ -112,10 +121,10 @@ def parse_since(value: str | None, now: float | None = None) -> float | None:
 @app.command()
 def spend(
     by: Annotated[str, typer.Option(help="Group by these dimensions, comma-separated.")] = "feature",
-    since: Annotated[str | None, typer.Option(help="Only events newer than 7d, 12h, 30m or a date.")] = None,
+    since: SinceOption = None,
     config: ConfigOption = None,
-    db: Annotated[str | None, typer.Option(help="Ledger URL (sqlite:///PATH or postgresql://...).")] = None,
-    format: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+    db: LedgerOption = None,
+    format: FormatOption = Format.table,
 ) -> None:
     """Spend, requests and tokens from the ledger, grouped by attribution.
 
@@ -174,7 +183,7 @@ def lint(
         Path,
         typer.Argument(help="A prompt file (.txt, .md), a JSON request body, or a JSON Lines request log."),
     ],
-    format: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+    format: FormatOption = Format.table,
     model: Annotated[
         str | None,
         typer.Option(help="Price findings for this model (default: a body's model; a log's own models)."),
@@ -239,10 +248,10 @@ def demo(
 
 @app.command("prompt-cache")
 def prompt_cache(
-    since: Annotated[str | None, typer.Option(help="Only events newer than 7d, 12h, 30m or a date.")] = None,
+    since: SinceOption = None,
     config: ConfigOption = None,
-    db: Annotated[str | None, typer.Option(help="Ledger URL (sqlite:///PATH or postgresql://...).")] = None,
-    format: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+    db: LedgerOption = None,
+    format: FormatOption = Format.table,
 ) -> None:
     """Prompt-cache health per feature: cache-read ratio, saving, prefix churn and cache breakers.
 
@@ -285,7 +294,7 @@ def cache_eval(
         float | None, typer.Option(min=0.0, max=1.0, help="Override the policy's threshold.")
     ] = None,
     config: ConfigOption = None,
-    format: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+    format: FormatOption = Format.table,
 ) -> None:
     """Precision, recall and hit rate of a semantic-cache policy, offline, plus a threshold sweep.
 
@@ -321,12 +330,10 @@ def cache_eval(
 
 @cache_app.command("stats")
 def cache_stats(
-    since: Annotated[
-        str | None, typer.Option(help="Ledger events newer than 7d, 12h, 30m or a date.")
-    ] = None,
+    since: SinceOption = None,
     config: ConfigOption = None,
     db: Annotated[str | None, typer.Option(help="Database URL for both the cache and the ledger.")] = None,
-    format: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+    format: FormatOption = Format.table,
 ) -> None:
     """Per feature: entries and hits in the cache store, requests, hit rate, saving and verified precision.
 
@@ -394,12 +401,10 @@ app.add_typer(router_app, name="router")
 
 @router_app.command("stats")
 def router_stats(
-    since: Annotated[
-        str | None, typer.Option(help="Ledger events newer than 7d, 12h, 30m or a date.")
-    ] = None,
+    since: SinceOption = None,
     config: ConfigOption = None,
-    db: Annotated[str | None, typer.Option(help="Ledger database URL (default: the config's).")] = None,
-    format: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+    db: LedgerOption = None,
+    format: FormatOption = Format.table,
 ) -> None:
     """Per feature: requests by tier, frontier share, fallbacks, shadow-check error estimate, feedback.
 
@@ -419,12 +424,10 @@ def router_stats(
 
 @history_app.command("stats")
 def history_stats(
-    since: Annotated[
-        str | None, typer.Option(help="Ledger events newer than 7d, 12h, 30m or a date.")
-    ] = None,
+    since: SinceOption = None,
     config: ConfigOption = None,
-    db: Annotated[str | None, typer.Option(help="Ledger database URL (default: the config's).")] = None,
-    format: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+    db: LedgerOption = None,
+    format: FormatOption = Format.table,
 ) -> None:
     """Per feature: history tokens sent before and after the policy, summary calls, output-cap cuts.
 
