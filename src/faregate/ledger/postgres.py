@@ -14,7 +14,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
-from faregate.ledger import queries, rollups
+from faregate.ledger import queries, rollup_queries, rollups
 from faregate.ledger.events import CostEvent
 from faregate.ledger.history import history_report
 from faregate.ledger.migrations import POSTGRES, migrate
@@ -105,30 +105,34 @@ class PostgresStore:
 
     def overview(self, since: float, until: float, bucket: str | None = None) -> dict[str, Any]:
         with self._pool.connection() as conn:
-            return rollups.overview(partial(_fetch, conn), POSTGRES, rollups.time_range(since, until, bucket))
+            return rollup_queries.overview(
+                partial(_fetch, conn), POSTGRES, rollup_queries.time_range(since, until, bucket)
+            )
 
     def attribution(
         self, by: str, since: float, until: float, filters: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
-        r = rollups.time_range(since, until)
+        r = rollup_queries.time_range(since, until)
         with self._pool.connection() as conn:
-            return rollups.attribution(partial(_fetch, conn), POSTGRES, by, r, dict(filters or {}))
+            return rollup_queries.attribution(partial(_fetch, conn), POSTGRES, by, r, dict(filters or {}))
 
     def unit_economics(self, since: float, until: float, bucket: str | None = None) -> dict[str, Any]:
-        r = rollups.time_range(since, until, bucket)
+        r = rollup_queries.time_range(since, until, bucket)
         with self._pool.connection() as conn:
-            return rollups.unit_economics(partial(_fetch, conn), POSTGRES, r)
+            return rollup_queries.unit_economics(partial(_fetch, conn), POSTGRES, r)
 
     def templates(
         self, since: float, until: float, feature: str | None = None, threshold: float = 0.10
     ) -> dict[str, Any]:
-        r = rollups.time_range(since, until)
+        r = rollup_queries.time_range(since, until)
         with self._pool.connection() as conn:
-            return rollups.templates(partial(_fetch, conn), POSTGRES, r, feature, threshold)
+            return rollup_queries.templates(partial(_fetch, conn), POSTGRES, r, feature, threshold)
 
     def anatomy(self, since: float, until: float) -> dict[str, Any]:
         with self._pool.connection() as conn:
-            return rollups.anatomy(partial(_fetch, conn), POSTGRES, rollups.time_range(since, until))
+            return rollup_queries.anatomy(
+                partial(_fetch, conn), POSTGRES, rollup_queries.time_range(since, until)
+            )
 
     def record_task(self, task_id: str, feature: str, outcome: str, score: float | None, ts: float) -> None:
         with self._pool.connection() as conn:

@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from faregate.ledger import queries, rollups
+from faregate.ledger import queries, rollup_queries, rollups
 from faregate.ledger.events import CostEvent
 from faregate.ledger.history import history_report
 from faregate.ledger.migrations import SQLITE, migrate
@@ -95,29 +95,34 @@ class SqliteStore:
 
     def overview(self, since: float, until: float, bucket: str | None = None) -> dict[str, Any]:
         with self._lock:
-            return rollups.overview(self._execute, SQLITE, rollups.time_range(since, until, bucket))
+            return rollup_queries.overview(
+                self._execute, SQLITE, rollup_queries.time_range(since, until, bucket)
+            )
 
     def attribution(
         self, by: str, since: float, until: float, filters: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
-        r = rollups.time_range(since, until)
+        r = rollup_queries.time_range(since, until)
         with self._lock:
-            return rollups.attribution(self._execute, SQLITE, by, r, dict(filters or {}))
+            return rollup_queries.attribution(self._execute, SQLITE, by, r, dict(filters or {}))
 
     def unit_economics(self, since: float, until: float, bucket: str | None = None) -> dict[str, Any]:
         with self._lock:
-            return rollups.unit_economics(self._execute, SQLITE, rollups.time_range(since, until, bucket))
+            return rollup_queries.unit_economics(
+                self._execute, SQLITE, rollup_queries.time_range(since, until, bucket)
+            )
 
     def templates(
         self, since: float, until: float, feature: str | None = None, threshold: float = 0.10
     ) -> dict[str, Any]:
-        r = rollups.time_range(since, until)
+        r = rollup_queries.time_range(since, until)
         with self._lock:
-            return rollups.templates(self._execute, SQLITE, r, feature, threshold)
+            return rollup_queries.templates(self._execute, SQLITE, r, feature, threshold)
 
     def anatomy(self, since: float, until: float) -> dict[str, Any]:
         with self._lock:
-            return rollups.anatomy(self._execute, SQLITE, rollups.time_range(since, until))
+            r = rollup_queries.time_range(since, until)
+            return rollup_queries.anatomy(self._execute, SQLITE, r)
 
     def record_task(self, task_id: str, feature: str, outcome: str, score: float | None, ts: float) -> None:
         with self._lock, self._transaction():
