@@ -44,3 +44,17 @@ class VectorTextLoader(Loader):
     def load(self, data: Buffer) -> Vector:
         text = bytes(data).decode()
         return np.array([float(x) for x in text[1:-1].split(",")], dtype=np.float32)
+
+
+class VectorAdapters:
+    """The adapters for one database's `vector` type, registered on each pooled connection."""
+
+    def __init__(self, oid: int) -> None:
+        self.oid = oid
+        self.dumper = type("VectorDumper", (VectorDumper,), {"oid": oid})
+
+    def register(self, conn: Any) -> None:
+        """A pool's `configure` hook: NumPy arrays go out as vectors, vectors come back as arrays."""
+        conn.adapters.register_dumper(np.ndarray, self.dumper)
+        conn.adapters.register_loader(self.oid, VectorLoader)
+        conn.adapters.register_loader(self.oid, VectorTextLoader)

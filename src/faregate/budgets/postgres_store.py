@@ -7,13 +7,11 @@ re-checks the limit against what it committed, which is what makes replicas unab
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool
 
 from faregate.budgets.store import (
     DEFAULT_RESERVATION_TTL_S,
@@ -24,6 +22,7 @@ from faregate.budgets.store import (
 )
 from faregate.cache.store import migrate
 from faregate.config import BudgetSettings
+from faregate.postgres_pool import fetch_all, open_pool
 
 # Any constant works as long as every replica uses it; distinct from the ledger's ("FARE"), the
 # cache's ("FARC") and the history's ("FARH").
@@ -49,35 +48,23 @@ class PostgresBudgetStore(SqlBudgetStore):
             # Replicas starting together wait here for each other, then find the tables made.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             migrate(
-                partial(_fetch, conn),
+                partial(fetch_all, conn),
                 "%s",
                 "DOUBLE PRECISION",
                 migrations("DOUBLE PRECISION"),
                 table=MIGRATIONS_TABLE,
             )
-        self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
-            url, min_size=1, max_size=max_connections, open=False, name="faregate-budgets", num_workers=1
+        self._pool = open_pool(
+            url, name="faregate-budgets", max_connections=max_connections, connect_timeout=connect_timeout
         )
-        try:
-            self._pool.open(wait=True, timeout=connect_timeout)
-        except BaseException:
-            self._pool.close()
-            raise
 
     @contextmanager
     def _transaction(self) -> Iterator[Execute]:
         # The pool's block commits at its end, or rolls back if the body raised.
         with self._pool.connection() as conn:
-            yield partial(_fetch, conn)
+            yield partial(fetch_all, conn)
 
     _read = _transaction
 
     def close(self) -> None:
         self._pool.close()
-
-
-def _fetch(
-    conn: psycopg.Connection[tuple[Any, ...]], statement: str, params: Sequence[Any]
-) -> list[tuple[Any, ...]]:
-    cur = conn.execute(statement, params)
-    return cur.fetchall() if cur.description is not None else []

@@ -20,13 +20,11 @@ from typing import Any
 import numpy as np
 import psycopg
 from psycopg.types import TypeInfo
-from psycopg_pool import ConnectionPool
 
 from faregate.cache import store as sql
 from faregate.cache.entry import CacheEntry, Vector
-from faregate.pgvector import VectorDumper as _VectorDumper
-from faregate.pgvector import VectorLoader as _VectorLoader
-from faregate.pgvector import VectorTextLoader as _VectorTextLoader
+from faregate.pgvector import VectorAdapters
+from faregate.postgres_pool import fetch_all, open_pool
 
 _S = sql.statements("%s")
 # Any constant works as long as every replica uses it; distinct from the ledger's ("FARE").
@@ -129,7 +127,7 @@ class PostgresCacheStore(sql.Invalidation):
             # Replicas starting together would race to create the extension and the table; the
             # transaction-scoped advisory lock makes the second wait, then find them done.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            sql.migrate(lambda q, p: _fetch(conn, q, p), "%s", "DOUBLE PRECISION", migrations(dim))
+            sql.migrate(lambda q, p: fetch_all(conn, q, p), "%s", "DOUBLE PRECISION", migrations(dim))
             info = TypeInfo.fetch(conn, "vector")
             row = conn.execute(
                 "SELECT atttypmod FROM pg_attribute "
@@ -139,22 +137,14 @@ class PostgresCacheStore(sql.Invalidation):
             raise RuntimeError("the pgvector type or the cache_entries.embedding column is missing")
         if int(row[0]) != dim:
             raise ValueError(f"cache_entries holds {row[0]}-dimensional embeddings, this store expects {dim}")
-        self._dumper = type("VectorDumper", (_VectorDumper,), {"oid": info.oid})
-        self._oid = info.oid
-        self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
+        self._adapters = VectorAdapters(info.oid)
+        self._pool = open_pool(
             url,
-            min_size=1,
-            max_size=max_connections,
-            open=False,
             name="faregate-cache",
-            num_workers=1,
-            configure=self._configure,
+            max_connections=max_connections,
+            connect_timeout=connect_timeout,
+            configure=self._adapters.register,
         )
-        try:
-            self._pool.open(wait=True, timeout=connect_timeout)
-        except BaseException:
-            self._pool.close()
-            raise
 
     def put(self, entry: CacheEntry, max_entries: int | None = None) -> None:
         embedding = None if entry.embedding is None else self._vector(entry.embedding)
@@ -199,22 +189,10 @@ class PostgresCacheStore(sql.Invalidation):
 
     def _delete(self, statement: str, params: Sequence[Any]) -> int:
         with self._pool.connection() as conn:
-            return len(_fetch(conn, statement, params))
-
-    def _configure(self, conn: psycopg.Connection[Any]) -> None:
-        conn.adapters.register_dumper(np.ndarray, self._dumper)
-        conn.adapters.register_loader(self._oid, _VectorLoader)
-        conn.adapters.register_loader(self._oid, _VectorTextLoader)
+            return len(fetch_all(conn, statement, params))
 
     def _vector(self, vector: Vector) -> Vector:
         v = np.asarray(vector, dtype=np.float32)
         if v.shape != (self.dim,):
             raise ValueError(f"expected an embedding of shape ({self.dim},), got {v.shape}")
         return v
-
-
-def _fetch(
-    conn: psycopg.Connection[tuple[Any, ...]], statement: str, params: Sequence[Any]
-) -> list[tuple[Any, ...]]:
-    cur = conn.execute(statement, params)
-    return cur.fetchall() if cur.description is not None else []

@@ -18,16 +18,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import psycopg
 from psycopg.types import TypeInfo
-from psycopg_pool import ConnectionPool
 
 from faregate.cache.store import migrate
 from faregate.history import store as sql
 from faregate.history.store import ConversationKey, Summary, Vector
-from faregate.pgvector import VectorDumper as _VectorDumper
-from faregate.pgvector import VectorLoader as _VectorLoader
+from faregate.pgvector import VectorAdapters
+from faregate.postgres_pool import fetch_all, open_pool
 
 _S = sql.statements("%s", "greatest")
 # Any constant works as long as every replica uses it; distinct from the ledger's ("FARE") and the
@@ -119,22 +117,14 @@ class PostgresHistoryStore:
     ) -> None:
         self.dim = dim
         oid = self._migrate(url, dim, connect_timeout)
-        self._dumper = type("VectorDumper", (_VectorDumper,), {"oid": oid})
-        self._oid = oid
-        self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
+        self._adapters = VectorAdapters(oid)
+        self._pool = open_pool(
             url,
-            min_size=1,
-            max_size=max_connections,
-            open=False,
             name="faregate-history",
-            num_workers=1,
-            configure=self._configure,
+            max_connections=max_connections,
+            connect_timeout=connect_timeout,
+            configure=self._adapters.register,
         )
-        try:
-            self._pool.open(wait=True, timeout=connect_timeout)
-        except BaseException:
-            self._pool.close()
-            raise
 
     def vectors(self, key: ConversationKey, digests: Sequence[str]) -> dict[str, Vector]:
         if not digests:
@@ -211,7 +201,7 @@ class PostgresHistoryStore:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PGVECTOR_LOCK,))
             migrate(
-                lambda q, p: _fetch(conn, q, p),
+                lambda q, p: fetch_all(conn, q, p),
                 "%s",
                 "DOUBLE PRECISION",
                 migrations(dim),
@@ -227,14 +217,3 @@ class PostgresHistoryStore:
         if int(row[0]) != dim:
             raise ValueError(f"history_turns holds {row[0]}-dimensional embeddings, this store expects {dim}")
         return info.oid
-
-    def _configure(self, conn: psycopg.Connection[Any]) -> None:
-        conn.adapters.register_dumper(np.ndarray, self._dumper)
-        conn.adapters.register_loader(self._oid, _VectorLoader)
-
-
-def _fetch(
-    conn: psycopg.Connection[tuple[Any, ...]], statement: str, params: Sequence[Any]
-) -> list[tuple[Any, ...]]:
-    cur = conn.execute(statement, params)
-    return cur.fetchall() if cur.description is not None else []

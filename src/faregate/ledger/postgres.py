@@ -12,7 +12,6 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool
 
 from faregate.ledger import queries, rollup_queries, rollups
 from faregate.ledger.events import CostEvent
@@ -22,6 +21,7 @@ from faregate.ledger.prompt_cache import prompt_cache_report
 from faregate.ledger.response_cache import response_cache_report
 from faregate.ledger.routing import routing_report
 from faregate.ledger.store import DEFAULT_FALLBACK, InvalidEventError
+from faregate.postgres_pool import fetch_all, open_pool
 
 _STATEMENTS = queries.statements(POSTGRES)
 _ROLLUPS = rollups.statements(POSTGRES)
@@ -45,20 +45,10 @@ class PostgresStore:
             # Replicas starting together would race to create the same tables; the
             # transaction-scoped advisory lock makes the second one wait, then find them.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            migrate(lambda sql, params: _fetch(conn, sql, params), POSTGRES)
-        self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
-            url,
-            min_size=1,
-            max_size=max_connections,
-            open=False,
-            name="faregate-ledger",
-            num_workers=1,
+            migrate(lambda sql, params: fetch_all(conn, sql, params), POSTGRES)
+        self._pool = open_pool(
+            url, name="faregate-ledger", max_connections=max_connections, connect_timeout=connect_timeout
         )
-        try:
-            self._pool.open(wait=True, timeout=connect_timeout)
-        except BaseException:
-            self._pool.close()
-            raise
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._where})"
@@ -106,7 +96,7 @@ class PostgresStore:
     def overview(self, since: float, until: float, bucket: str | None = None) -> dict[str, Any]:
         with self._pool.connection() as conn:
             return rollup_queries.overview(
-                partial(_fetch, conn), POSTGRES, rollup_queries.time_range(since, until, bucket)
+                partial(fetch_all, conn), POSTGRES, rollup_queries.time_range(since, until, bucket)
             )
 
     def attribution(
@@ -114,24 +104,24 @@ class PostgresStore:
     ) -> dict[str, Any]:
         r = rollup_queries.time_range(since, until)
         with self._pool.connection() as conn:
-            return rollup_queries.attribution(partial(_fetch, conn), POSTGRES, by, r, dict(filters or {}))
+            return rollup_queries.attribution(partial(fetch_all, conn), POSTGRES, by, r, dict(filters or {}))
 
     def unit_economics(self, since: float, until: float, bucket: str | None = None) -> dict[str, Any]:
         r = rollup_queries.time_range(since, until, bucket)
         with self._pool.connection() as conn:
-            return rollup_queries.unit_economics(partial(_fetch, conn), POSTGRES, r)
+            return rollup_queries.unit_economics(partial(fetch_all, conn), POSTGRES, r)
 
     def templates(
         self, since: float, until: float, feature: str | None = None, threshold: float = 0.10
     ) -> dict[str, Any]:
         r = rollup_queries.time_range(since, until)
         with self._pool.connection() as conn:
-            return rollup_queries.templates(partial(_fetch, conn), POSTGRES, r, feature, threshold)
+            return rollup_queries.templates(partial(fetch_all, conn), POSTGRES, r, feature, threshold)
 
     def anatomy(self, since: float, until: float) -> dict[str, Any]:
         with self._pool.connection() as conn:
             return rollup_queries.anatomy(
-                partial(_fetch, conn), POSTGRES, rollup_queries.time_range(since, until)
+                partial(fetch_all, conn), POSTGRES, rollup_queries.time_range(since, until)
             )
 
     def record_task(self, task_id: str, feature: str, outcome: str, score: float | None, ts: float) -> None:
@@ -152,19 +142,19 @@ class PostgresStore:
 
     def prompt_cache(self, since: float | None = None) -> list[dict[str, Any]]:
         with self._pool.connection() as conn:
-            return prompt_cache_report(partial(_fetch, conn), POSTGRES, since)
+            return prompt_cache_report(partial(fetch_all, conn), POSTGRES, since)
 
     def response_cache(self, since: float | None = None) -> list[dict[str, Any]]:
         with self._pool.connection() as conn:
-            return response_cache_report(partial(_fetch, conn), POSTGRES, since)
+            return response_cache_report(partial(fetch_all, conn), POSTGRES, since)
 
     def history(self, since: float | None = None) -> list[dict[str, Any]]:
         with self._pool.connection() as conn:
-            return history_report(partial(_fetch, conn), POSTGRES, since)
+            return history_report(partial(fetch_all, conn), POSTGRES, since)
 
     def routing(self, since: float | None = None) -> list[dict[str, Any]]:
         with self._pool.connection() as conn:
-            return routing_report(partial(_fetch, conn), POSTGRES, since)
+            return routing_report(partial(fetch_all, conn), POSTGRES, since)
 
     def record_feedback(self, request_id: str, rating: float, ts: float) -> None:
         with self._pool.connection() as conn:
@@ -178,13 +168,6 @@ class PostgresStore:
 
     def close(self) -> None:
         self._pool.close()
-
-
-def _fetch(
-    conn: psycopg.Connection[tuple[Any, ...]], sql: str, params: Sequence[Any]
-) -> list[tuple[Any, ...]]:
-    cur = conn.execute(sql, params)
-    return cur.fetchall() if cur.description is not None else []
 
 
 def _returned_rows(cur: psycopg.Cursor[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
