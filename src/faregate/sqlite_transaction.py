@@ -1,10 +1,29 @@
-"""One SQLite write transaction, as both SQLite stores (the ledger and the response cache) need it."""
+"""How every SQLite store (ledger, response cache, history, budgets) opens its file and writes to it."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+
+def connect(path: str | Path, busy_timeout_ms: int) -> sqlite3.Connection:
+    """One connection shared by a store's threads (under the store's lock), in WAL mode.
+
+    Autocommit (isolation_level=None): transactions are opened explicitly, so BEGIN IMMEDIATE takes
+    the write lock up front. WAL lets other processes read while the gateway writes; synchronous
+    NORMAL makes a commit cost no fsync (a crash may lose the last commits, never corrupt the file).
+    """
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 @contextmanager

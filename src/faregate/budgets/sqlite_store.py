@@ -6,7 +6,6 @@ update cannot interleave with another's, whether from this process or another on
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from faregate.budgets.store import (
 )
 from faregate.cache.store import migrate
 from faregate.config import BudgetSettings
-from faregate.sqlite_transaction import immediate_transaction
+from faregate.sqlite_transaction import connect, immediate_transaction
 
 
 class SqliteBudgetStore(SqlBudgetStore):
@@ -40,11 +39,8 @@ class SqliteBudgetStore(SqlBudgetStore):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         # Autocommit mode: transactions are opened explicitly, with BEGIN IMMEDIATE.
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn = connect(self.path, busy_timeout_ms)
         try:
-            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
             with self._transaction() as execute:
                 migrate(execute, "?", "REAL", migrations("REAL"), table=MIGRATIONS_TABLE)
         except BaseException:

@@ -10,7 +10,6 @@ found by a monotonic `seq` column whenever `PRAGMA data_version` says someone el
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ import numpy as np
 from faregate.cache import store as sql
 from faregate.cache.entry import CacheEntry, Vector
 from faregate.cache.index import ScopedIndex
-from faregate.sqlite_transaction import immediate_transaction
+from faregate.sqlite_transaction import connect, immediate_transaction
 
 _S = sql.statements("?")
 _IN_CHUNK = 500  # ids per `WHERE id IN (...)`: far below SQLite's variable limit
@@ -100,11 +99,8 @@ class SqliteCacheStore(sql.Invalidation):
         self._index = ScopedIndex(dim, hnsw_from)
         self._loaded: OrderedDict[str, None] = OrderedDict()
         self._max_loaded = max_loaded_scopes
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn = connect(self.path, busy_timeout_ms)
         try:
-            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
             with self._transaction():
                 sql.migrate(self._execute, "?", "REAL", MIGRATIONS)
             self._seq = int(

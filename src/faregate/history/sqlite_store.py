@@ -17,7 +17,6 @@ committed anything; only then does a lookup look further, and cheaply:
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ import numpy as np
 from faregate.cache.store import migrate
 from faregate.history import store as sql
 from faregate.history.store import ConversationKey, Summary, Vector
-from faregate.sqlite_transaction import immediate_transaction
+from faregate.sqlite_transaction import connect, immediate_transaction
 
 _S = sql.statements("?", "max")
 
@@ -134,11 +133,8 @@ class SqliteHistoryStore:
         self._cache: OrderedDict[str, dict[str, Vector]] = OrderedDict()
         self._cached = 0  # sum over the cache of max(1, len(vectors))
         self._max_cached = max_cached_vectors
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn = connect(self.path, busy_timeout_ms)
         try:
-            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
             with self._transaction():
                 migrate(self._execute, "?", "REAL", MIGRATIONS, table=sql.MIGRATIONS_TABLE)
             self._data_version = self._version()

@@ -17,7 +17,7 @@ from faregate.ledger.prompt_cache import prompt_cache_report
 from faregate.ledger.response_cache import response_cache_report
 from faregate.ledger.routing import routing_report
 from faregate.ledger.store import DEFAULT_FALLBACK, InvalidEventError
-from faregate.sqlite_transaction import immediate_transaction
+from faregate.sqlite_transaction import connect, immediate_transaction
 
 _STATEMENTS = queries.statements(SQLITE)
 _ROLLUPS = rollups.statements(SQLITE)
@@ -40,13 +40,8 @@ class SqliteStore:
             DEFAULT_FALLBACK if in_memory else self.path.with_name(f"{self.path.stem}-fallback.jsonl")
         )
         self._lock = threading.Lock()
-        # Autocommit mode (isolation_level=None): transactions are opened explicitly, so
-        # BEGIN IMMEDIATE can take the write lock up front instead of failing half-way.
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn = connect(self.path, busy_timeout_ms)
         try:
-            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
             with self._transaction():
                 migrate(self._execute, SQLITE)
         except BaseException:
