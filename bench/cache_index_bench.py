@@ -25,22 +25,18 @@ Sections:
 from __future__ import annotations
 
 import argparse
-import importlib
 import secrets
-import shutil
 import statistics
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
+from pg_server import pgserver_url
 
 from faregate.cache.entry import CachedAnswer, CacheEntry
 from faregate.cache.index import HNSW_CONNECTIVITY, HNSW_EXPANSION_ADD, HNSW_EXPANSION_SEARCH
@@ -123,26 +119,6 @@ def measure(
         p = statistics.quantiles(times, n=100)
         out[kind] = (statistics.median(times), p[98], float(np.mean(np.array(best) == truth[kind])))
     return out
-
-
-@contextmanager
-def pgserver_url() -> Iterator[str]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # platformdirs warns at pgserver's import when XDG_RUNTIME_DIR is unset.
-        pgserver: Any = importlib.import_module("pgserver")
-    root = Path(tempfile.mkdtemp(prefix="faregate-bench-pg-"))
-    server = pgserver.get_server(root / "data", cleanup_mode="delete")
-    try:
-        url: str = server.get_uri()
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("ALTER SYSTEM SET fsync = off")
-            conn.execute("ALTER SYSTEM SET synchronous_commit = off")
-            conn.execute("SELECT pg_reload_conf()")
-        yield url
-    finally:
-        server.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:

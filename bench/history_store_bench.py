@@ -20,21 +20,17 @@ Sections:
 from __future__ import annotations
 
 import argparse
-import importlib
-import shutil
 import sqlite3
 import statistics
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
+from pg_server import pgserver_url
 
 from faregate.history.postgres_store import PostgresHistoryStore
 from faregate.history.sqlite_store import SqliteHistoryStore
@@ -128,26 +124,6 @@ def sqlite_section(w: Workload, results: dict[str, Row], notes: list[str]) -> No
         cold = SqliteHistoryStore(path)
         results["SQLite, cold (first lookup loads)"] = lookups(cold, w, list(range(len(w.keys))))
         cold.close()
-
-
-@contextmanager
-def pgserver_url() -> Iterator[str]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # platformdirs warns at pgserver's import when XDG_RUNTIME_DIR is unset.
-        pgserver: Any = importlib.import_module("pgserver")
-    root = Path(tempfile.mkdtemp(prefix="faregate-bench-pg-"))
-    server = pgserver.get_server(root / "data", cleanup_mode="delete")
-    try:
-        url: str = server.get_uri()
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("ALTER SYSTEM SET fsync = off")
-            conn.execute("ALTER SYSTEM SET synchronous_commit = off")
-            conn.execute("SELECT pg_reload_conf()")
-        yield url
-    finally:
-        server.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def pg_section(w: Workload, results: dict[str, Row], notes: list[str]) -> None:
