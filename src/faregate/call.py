@@ -127,6 +127,11 @@ class Call:
     stream: bool
     headers: Mapping[str, str]
     attribution: Attribution = field(default_factory=Attribution)
+    # Whose data this call may see (caches, conversation history): the virtual key's team when
+    # FareGate authenticates clients, else a hash of the client's credential and team. Set before
+    # the pipeline runs (`faregate.pipeline.identify`).
+    tenant: str = ""
+    key_id: str | None = None  # the FareGate virtual key's id (never the key), when one was used
     route: Route | None = None
     anatomy: asyncio.Future[Anatomy | None] | None = None  # set by the anatomy stage, read at settle
     prefix: PrefixShaping | None = None  # set by the prefix stage
@@ -163,4 +168,8 @@ class Result:
     upstream_ms: float | None = None
     output_text: list[str] = field(default_factory=list)
     stop_reason: str | None = None  # finish_reason / stop_reason: read from the body, or by a stream's tap
+    retries: int = 0  # extra attempts the upstream stage made (429, 5xx, connection errors, timeouts)
+    # Upstreams that failed before the one that answered, in order: "provider/model:reason>...".
+    fallbacks: str | None = None
+    partial: bool = False  # a stream that failed mid-way: the client got part of an answer
     on_complete: list[Callable[[Result], None]] = field(default_factory=list)

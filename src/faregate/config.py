@@ -74,6 +74,9 @@ class ProviderSettings(_Strict):
 class ModelSettings(_Strict):
     provider: str
     model: str
+    # Model names (aliases from `models`) tried in order when this one's upstream fails after its
+    # retries, or its circuit is open. They must speak the same protocol (no translation).
+    fallbacks: list[str] = []
 
 
 class PriceSettings(_Strict):
@@ -238,6 +241,40 @@ class TelemetrySettings(_Strict):
     otel: bool = False  # OpenTelemetry spans (opentelemetry-sdk installed; exporter from OTEL_* variables)
 
 
+class AuthSettings(_Strict):
+    """Who may call the proxy routes (/v1/...). The admin API has its own key: server.admin_key_env."""
+
+    # Require a FareGate virtual key (`faregate keys create`) on every proxy request; the provider
+    # keys then come only from the gateway's environment (providers.<name>.api_key_env).
+    virtual_keys: bool = False
+    # How long a replica trusts a key it has checked before reading it again (so a revocation
+    # reaches every replica within this many seconds).
+    key_cache_s: float = Field(default=5.0, ge=0)
+
+
+class UpstreamSettings(_Strict):
+    """Retries, backoff and the circuit breaker of every upstream (per configured provider)."""
+
+    retries: int = Field(default=2, ge=0, le=10)  # extra attempts on 429, 5xx and connection errors
+    backoff_initial_s: float = Field(default=0.2, ge=0)  # full-jitter exponential backoff
+    backoff_max_s: float = Field(default=8.0, ge=0)
+    # A Retry-After longer than this is not waited for: the error goes to the fallback or the client.
+    retry_after_max_s: float = Field(default=20.0, ge=0)
+    breaker_failures: int = Field(default=5, ge=1)  # consecutive failures that open a provider's circuit
+    breaker_cooldown_s: float = Field(default=30.0, gt=0)  # open this long, then half-open: one probe
+
+
+class PrivacySettings(_Strict):
+    # Store the prompt (the request body as received) and the response text in the ledger.
+    store_prompts: bool = False
+
+
+class LedgerSettings(_Strict):
+    # The append-only journal of cost events not yet stored, replayed at start-up after a crash or
+    # an outage of the database; None: `journal/` next to a SQLite ledger, else `.faregate/journal`.
+    journal_dir: str | None = None
+
+
 class LoggingSettings(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "text"] = "auto"
@@ -255,6 +292,10 @@ class Config(_Strict):
     budgets: list[BudgetSettings] = []
     alerts: AlertSettings = AlertSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    auth: AuthSettings = AuthSettings()
+    upstream: UpstreamSettings = UpstreamSettings()
+    privacy: PrivacySettings = PrivacySettings()
+    ledger: LedgerSettings = LedgerSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @field_validator("database")
@@ -272,6 +313,21 @@ class Config(_Strict):
                 raise ValueError(
                     f"models.{name}.provider: unknown provider {model.provider!r} (providers: {known})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _fallbacks_are_models(self) -> Config:
+        for name, model in self.models.items():
+            for fallback in model.fallbacks:
+                if fallback == name or fallback not in self.models:
+                    problem = "itself" if fallback == name else "not a name in models"
+                    raise ValueError(f"models.{name}.fallbacks: {fallback!r} is {problem}")
+                other = self.providers.get(self.models[fallback].provider)
+                own = self.providers.get(model.provider)
+                if other and own and _protocol(other.type) != _protocol(own.type):
+                    raise ValueError(
+                        f"models.{name}.fallbacks: {fallback!r} speaks another protocol than {name!r}"
+                    )
         return self
 
     @model_validator(mode="after")
@@ -295,6 +351,10 @@ class Config(_Strict):
                     "or set routing.tiers.small"
                 )
         return self
+
+
+def _protocol(provider_type: str) -> str:
+    return "anthropic" if provider_type == "anthropic" else "openai"
 
 
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:

@@ -95,6 +95,16 @@ class CostEvent:
     # removed, priced at the model's plain input price.
     routing_saving_nusd: int = 0
     history_saving_nusd: int = 0
+    # Reliability and auth: the FareGate virtual key's id (never the key); retries of the upstream;
+    # upstreams that failed before the one that answered ("provider/model:reason>..."); a stream that
+    # failed mid-way (the tokens seen so far are what is recorded).
+    key_id: str | None = None
+    upstream_retries: int = 0
+    upstream_fallbacks: str | None = None
+    partial: bool | None = None
+    # Only with `privacy.store_prompts: true`: the request body as received and the response text.
+    prompt_text: str | None = None
+    response_text: str | None = None
 
     @property
     def cost_usd(self) -> Decimal:

@@ -153,6 +153,18 @@ def m008_rollups(d: Dialect) -> list[str]:
     return migration_statements(d)
 
 
+@migration
+def m009_reliability_auth_privacy(d: Dialect) -> list[str]:
+    return [
+        f"ALTER TABLE events ADD COLUMN key_id {d.text}",
+        f"ALTER TABLE events ADD COLUMN upstream_retries {d.integer} NOT NULL DEFAULT 0",
+        f"ALTER TABLE events ADD COLUMN upstream_fallbacks {d.text}",
+        f"ALTER TABLE events ADD COLUMN partial {d.boolean}",
+        f"ALTER TABLE events ADD COLUMN prompt_text {d.text}",
+        f"ALTER TABLE events ADD COLUMN response_text {d.text}",
+    ]
+
+
 def migrate(execute: Execute, dialect: Dialect) -> list[str]:
     """Apply the pending migrations and return their names.
 

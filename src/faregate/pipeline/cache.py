@@ -19,7 +19,6 @@ PostgreSQL and NumPy's BLAS all release the GIL.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import time
@@ -43,6 +42,7 @@ from faregate.config import SemanticCacheSettings
 from faregate.errors import FareGateError
 from faregate.pipeline.background import Background
 from faregate.pipeline.base import Next
+from faregate.pipeline.identify import tenant_of
 from faregate.pipeline.settle import error_result
 
 log = logging.getLogger("faregate.cache")
@@ -65,14 +65,6 @@ def directive(headers: Any) -> Directive:
     control = {part.strip().lower() for part in (headers.get("cache-control") or "").split(",")}
     lookup = ours != "bypass" and "no-cache" not in control
     return Directive(lookup=lookup, store="no-store" not in control)
-
-
-def tenant_of(call: Call) -> str:
-    """The client's credential (hashed) and team: an entry never answers another tenant."""
-    headers = call.headers
-    credential = headers.get("authorization") or headers.get("x-api-key") or ""
-    data = f"{credential}\x00{call.attribution.team}".encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 class CacheStage:

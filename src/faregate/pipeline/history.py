@@ -39,7 +39,7 @@ from faregate.history.policies import Selection, retrieve, summary, summary_due,
 from faregate.history.store import ConversationKey, HistoryStore, Summary, Vector
 from faregate.pipeline.background import Background
 from faregate.pipeline.base import Next
-from faregate.pipeline.cache import tenant_of
+from faregate.pipeline.identify import tenant_of
 from faregate.pipeline.summarize import Summarizer, SummaryFailed
 
 log = logging.getLogger("faregate.history")

@@ -6,6 +6,7 @@ request FareGate refuses is still attributed to the feature and team that sent i
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,3 +67,15 @@ def _user_fallback(call: Call) -> None:
         native = metadata.get("user_id")
     if isinstance(native, str) and native.strip():
         call.attribution.user = native.strip()[:MAX_VALUE_LENGTH]
+
+
+def tenant_of(call: Call) -> str:
+    """Whose cache entries and conversations a call may see: `call.tenant` once authentication set
+    it (the virtual key's team), else the client's credential (hashed) and team."""
+    if call.tenant:
+        return call.tenant
+    headers = call.headers
+    credential = headers.get("authorization") or headers.get("x-api-key") or ""
+    data = f"{credential}\x00{call.attribution.team}".encode("utf-8", "surrogatepass")
+    call.tenant = hashlib.blake2b(data, digest_size=16).hexdigest()
+    return call.tenant

@@ -32,10 +32,18 @@ _CUT_BY_LIMIT = frozenset({"length", "max_tokens"})  # OpenAI finish_reason, Ant
 
 
 class Settle:
-    def __init__(self, prices: PriceBook, writer: LedgerWriter, providers: dict[str, Provider]) -> None:
+    def __init__(
+        self,
+        prices: PriceBook,
+        writer: LedgerWriter,
+        providers: dict[str, Provider],
+        *,
+        store_prompts: bool = False,
+    ) -> None:
         self.prices = prices
         self.writer = writer
         self.providers = providers
+        self.store_prompts = store_prompts  # privacy.store_prompts: prompt and response text in the ledger
         # Called with every settled call and its event, after it is queued for the ledger (metrics,
         # alerts); an observer that raises is logged and does not stop the others.
         self.observers: list[Callable[[Call, Result, CostEvent], None]] = []
@@ -123,7 +131,14 @@ class Settle:
             prompt_cache_saving_nusd=saving_nanos,
             routing_saving_nusd=routing_nanos,
             history_saving_nusd=history_nanos,
+            key_id=call.key_id,
+            upstream_retries=result.retries,
+            upstream_fallbacks=result.fallbacks,
+            partial=result.partial or None,
         )
+        if self.store_prompts:
+            event.prompt_text = call.raw_body.decode("utf-8", "replace").replace("\x00", "")
+            event.response_text = "".join(result.output_text).replace("\x00", "") or None
         if cache is not None:
             event.cache_status = cache.status
             event.cache_similarity = cache.similarity

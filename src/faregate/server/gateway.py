@@ -48,7 +48,7 @@ class Gateway:
         self.store = open_store(config.database)
         self.writer = LedgerWriter(self.store)
         prices = PriceBook(overrides_from_config(config.prices))
-        self.settle = Settle(prices, self.writer, self.providers)
+        self.settle = Settle(prices, self.writer, self.providers, store_prompts=config.privacy.store_prompts)
         self.metrics = Metrics() if config.telemetry.metrics else None
         if self.metrics is not None:
             self.settle.observers.append(self.metrics.observe)
