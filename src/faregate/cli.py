@@ -1,5 +1,5 @@
-"""The `faregate` command line: serve, spend, analyze, lint, prompt-cache, cache, history, router, simulate,
-demo."""
+"""The `faregate` command line: serve, spend, analyze, lint, prompt-cache, cache, history, router, keys,
+simulate, demo."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from rich.console import Console
 from faregate.config import Config, load_config
 from faregate.errors import ConfigError
 from faregate.history.command import history_app
+from faregate.keys.command import keys_app
 from faregate.routing.command import router_app
 from faregate.spend import spend_table
 
@@ -80,9 +81,14 @@ def serve(
 
     from faregate.logs import configure_logging
     from faregate.server import create_app
+    from faregate.server.auth import unprotected_bind
 
     settings = _load(config)
-    configure_logging(settings.logging.level, settings.logging.format)
+    problem = unprotected_bind(settings, host or settings.server.host)
+    if problem is not None:  # before anything opens a database or a socket
+        err_console.print(f"[red]error:[/red] {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    configure_logging(settings.logging.level, settings.logging.format, config=settings)
     try:
         application = create_app(settings)
     except (ConfigError, ValueError) as exc:
@@ -396,6 +402,7 @@ def cache_clear(
 
 
 app.add_typer(history_app, name="history")
+app.add_typer(keys_app, name="keys")
 app.add_typer(router_app, name="router")
 
 

@@ -26,6 +26,13 @@ class AuthenticationFailed(FareGateError):
     kind = "authentication_error"
 
 
+class PermissionDenied(FareGateError):
+    """A known client asked for something its key does not allow (a model outside its allow-list)."""
+
+    status = 403
+    kind = "permission_denied"
+
+
 class ModelNotFound(FareGateError):
     status = 404
     kind = "model_not_found"

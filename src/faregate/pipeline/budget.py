@@ -1,6 +1,8 @@
 """The `budget` stage: hold a request's estimated cost before the call, settle the actual cost after.
 
-A call falls under every configured budget of its team, its feature and its key id. Before it goes
+A call falls under every configured budget of its team, its feature and its key id (the FareGate
+virtual key's id when the client used one, else `faregate.budgets.key_id` of its credential), and
+under its virtual key's own budget (`faregate keys create --budget`). Before it goes
 on, its worst-case cost is reserved atomically in all of them (`faregate.budgets.store`); when one
 cannot hold it, the call is answered 429 in the client's error format, naming the budget. Once
 settle knows the real cost, the reservation is replaced by it (above the estimate too) and the
@@ -22,7 +24,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 from functools import partial
@@ -99,6 +101,8 @@ class BudgetStage:
         for budget in budgets:
             self._targets.setdefault((budget.scope, budget.name), []).append(budget_id(budget))
         self._keyed = any(b.scope == "key" for b in budgets)
+        # A virtual key's own budget by key id (set by the gateway when auth.virtual_keys is on).
+        self.key_budgets: Callable[[str], BudgetSettings | None] | None = None
         self._thresholds = sorted(alerter.settings.budget_thresholds) if alerter else []
         self._pending: set[asyncio.Future[Any]] = set()
         self._reclaimer: asyncio.Task[None] | None = None
@@ -135,9 +139,27 @@ class BudgetStage:
             *self._targets.get(("team", attribution.team), ()),
             *self._targets.get(("feature", attribution.feature), ()),
         ]
-        if self._keyed and (credential := client_credential(call.headers)) is not None:
+        if call.key_id is not None:  # a verified FareGate virtual key
+            ids.extend(self._targets.get(("key", call.key_id), ()))
+            own = self.key_budgets(call.key_id) if self.key_budgets is not None else None
+            if own is not None and (own_id := self._register(own)) not in ids:
+                ids.append(own_id)
+        elif self._keyed and (credential := client_credential(call.headers)) is not None:
             ids.extend(self._targets.get(("key", key_id(credential)), ()))
         return ids
+
+    def _register(self, budget: BudgetSettings) -> str:
+        """Make a key's own budget known to the stage and the store (its id is `key:<key id>:<period>`).
+
+        A configured budget of the same id wins: the config is the operator's last word. Each replica
+        registers the key when it first sees it; the reservations themselves live in the shared rows.
+        """
+        bid = budget_id(budget)
+        if bid not in self.settings:
+            self.settings[bid] = budget
+            # A new dict, not an insert: a store thread may be iterating the old one (`usage`).
+            self.store.budgets = {**self.store.budgets, bid: budget}
+        return bid
 
     def estimate_nusd(self, call: Call) -> int:
         """Worst-case cost of the call on its route's model; 0 when the price is unknown."""

@@ -91,6 +91,8 @@ class AnthropicStreamTap(StreamTap):
 
 class AnthropicProvider(Provider):
     protocol = "anthropic"
+    # As OpenAIProvider.forward_client_key: False under virtual keys, so only the gateway's key goes.
+    forward_client_key = True
 
     def endpoint(self) -> str:
         return f"{self.base_url}/v1/messages"
@@ -108,6 +110,8 @@ class AnthropicProvider(Provider):
             headers["anthropic-beta"] = beta
         if self.api_key:
             headers["x-api-key"] = self.api_key
+        elif not self.forward_client_key:
+            pass
         elif key := call.headers.get("x-api-key"):
             headers["x-api-key"] = key
         elif auth := call.headers.get("authorization"):

@@ -77,6 +77,10 @@ class OpenAIStreamTap(StreamTap):
 
 class OpenAIProvider(Provider):
     protocol = "openai"
+    # Pass the client's credential upstream when the gateway has no key of its own; never with
+    # FareGate virtual keys (`auth.virtual_keys`): the gateway sets this False, and the client's
+    # header then holds a FareGate key the provider must not see.
+    forward_client_key = True
 
     def endpoint(self) -> str:
         return f"{self.base_url}/chat/completions"
@@ -85,7 +89,7 @@ class OpenAIProvider(Provider):
         headers = {"content-type": "application/json"}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
-        elif auth := call.headers.get("authorization"):
+        elif self.forward_client_key and (auth := call.headers.get("authorization")):
             headers["authorization"] = auth
         for name in ("openai-organization", "openai-project"):
             if value := call.headers.get(name):

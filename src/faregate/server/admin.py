@@ -3,10 +3,17 @@
 Protected by `server.admin_key_env` (a bearer key read from the environment at start-up); without
 one, only clients on the gateway's own machine may call it, so a gateway bound to loopback is safe by
 default and one bound elsewhere does not expose invalidation to the network.
+
+With `auth.virtual_keys` on, a FareGate virtual key may also READ the endpoints that can answer for
+one team, and then only about its own team (its key's team, forced on the query):
+`GET /faregate/v1/attribution` (the rollups' `team` filter) and `GET /faregate/v1/budgets` (its
+team's budgets and its team's keys' budgets). Every other endpoint, and every write (DELETE cache,
+POST feedback and events), answers a virtual key 403: they cannot be scoped to a team.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 from collections.abc import Awaitable, Callable
@@ -19,7 +26,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from faregate.config import Config
-from faregate.server.api import dashboard_api_routes
+from faregate.keys import credential
+from faregate.server.api import BadRequest, dashboard_api_routes, unix_seconds
+from faregate.server.auth import INVALID, VIEWER, viewer
 from faregate.server.dashboard import dashboard_routes
 from faregate.server.gateway import Gateway
 from faregate.telemetry import metrics_route
@@ -32,9 +41,25 @@ def admin_routes(gateway: Gateway, config: Config) -> list[Route]:
     key_env = config.server.admin_key_env
     admin_key = os.environ.get(key_env) if key_env else None
 
-    def guarded(handler: Handler) -> Handler:
+    def guarded(handler: Handler, *, team_view: bool = False) -> Handler:
+        """Admin key (or loopback without one) for everything; a virtual key for `team_view` GETs."""
+
         async def run(request: Request) -> Response:
-            refusal = _refuse(request, admin_key)
+            token = _bearer(request)
+            is_admin = admin_key is not None and hmac.compare_digest(token.encode(), admin_key.encode())
+            if not is_admin and gateway.auth is not None and credential.parse(token) is not None:
+                record = await gateway.auth.verify(token)
+                if record is None:
+                    return _error(401, INVALID)
+                if not team_view or request.method != "GET":
+                    return _error(
+                        403,
+                        "a virtual key may only read its team's numbers (GET /faregate/v1/attribution, "
+                        "GET /faregate/v1/budgets); this endpoint needs the admin key (server.admin_key_env)",
+                    )
+                request.scope[VIEWER] = record
+                return await handler(request)
+            refusal = None if is_admin else _refuse(request, admin_key)
             return refusal if refusal is not None else await handler(request)
 
         return run
@@ -55,17 +80,17 @@ def admin_routes(gateway: Gateway, config: Config) -> list[Route]:
     async def history(request: Request) -> Response:
         since = request.query_params.get("since")
         try:
-            start = float(since) if since is not None else None
-        except ValueError:
-            return _error(400, "since must be a unix timestamp in seconds")
+            start = unix_seconds(since, "since") if since is not None else None
+        except BadRequest as exc:
+            return _error(400, str(exc))
         return _json(await gateway.history_report(start))
 
     async def routing(request: Request) -> Response:
         since = request.query_params.get("since")
         try:
-            start = float(since) if since is not None else None
-        except ValueError:
-            return _error(400, "since must be a unix timestamp in seconds")
+            start = unix_seconds(since, "since") if since is not None else None
+        except BadRequest as exc:
+            return _error(400, str(exc))
         return _json({"features": await gateway.routing_report(start)})
 
     async def feedback(request: Request) -> Response:
@@ -80,10 +105,20 @@ def admin_routes(gateway: Gateway, config: Config) -> list[Route]:
         return _json({"request_id": body["request_id"], "rating": float(body["rating"])})
 
     async def budgets(request: Request) -> Response:
-        return _json({"budgets": await gateway.budget_usage()})
+        usage = await gateway.budget_usage()
+        key = viewer(request)
+        if key is not None and gateway.auth is not None:  # its team's budgets and its team's keys'
+            team_keys = {k.id for k in await asyncio.to_thread(gateway.auth.store.list, key.team)}
+            usage = [
+                b
+                for b in usage
+                if (b["scope"] == "team" and b["name"] == key.team)
+                or (b["scope"] == "key" and b["name"] in team_keys)
+            ]
+        return _json({"budgets": usage})
 
     routes = [
-        Route("/faregate/v1/budgets", guarded(budgets), methods=["GET"]),
+        Route("/faregate/v1/budgets", guarded(budgets, team_view=True), methods=["GET"]),
         Route("/faregate/v1/cache/stats", guarded(cache_stats), methods=["GET"]),
         Route("/faregate/v1/routing", guarded(routing), methods=["GET"]),
         Route("/faregate/v1/feedback", guarded(feedback), methods=["POST"]),
@@ -111,6 +146,11 @@ def _feedback_problem(body: Any) -> str | None:
     if isinstance(rating, bool) or not isinstance(rating, int | float) or not 0 <= rating <= 1:
         return "rating: a number from 0 (bad answer) to 1 (good answer)"
     return None
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" else ""
 
 
 def _refuse(request: Request, admin_key: str | None) -> Response | None:

@@ -12,7 +12,9 @@ is two days or less, else days). Money is in US dollars as floats, times are uni
     GET  /faregate/v1/anatomy           input tokens by prompt component per feature
     POST /faregate/v1/events            {"task_id", "feature", "outcome": "success"|"failure", "score"?}
 
-The routes are wrapped in the admin API's guard (`guarded`) by whoever mounts them.
+The routes are wrapped in the admin API's guard (`guarded`) by whoever mounts them. A virtual key
+(`auth.virtual_keys`) may read `attribution` only, with its team's filter forced: the other
+endpoints aggregate over every team and answer it 403 (see `faregate.server.admin`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from faregate.ledger.rollups import ATTRIBUTION_BY, BUCKETS, DIMENSIONS, OUTCOMES
+from faregate.server.auth import Guard, viewer
 from faregate.server.gateway import Gateway
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -41,17 +44,23 @@ class BadRequest(ValueError):
     """A query parameter or body the API cannot use; answered with 400 and this message."""
 
 
-def dashboard_api_routes(gateway: Gateway, guarded: Callable[[Handler], Handler]) -> list[Route]:
+class Forbidden(Exception):
+    """A virtual key asked about another team; answered with 403 and this message."""
+
+
+def dashboard_api_routes(gateway: Gateway, guarded: Guard) -> list[Route]:
     store = gateway.store
 
-    def endpoint(fn: Callable[[Request], Awaitable[dict[str, Any]]]) -> Handler:
+    def endpoint(fn: Callable[[Request], Awaitable[dict[str, Any]]], *, team_view: bool = False) -> Handler:
         async def run(request: Request) -> Response:
             try:
                 return JSONResponse(await fn(request))
             except BadRequest as exc:
                 return _error(400, str(exc))
+            except Forbidden as exc:
+                return _error(403, str(exc))
 
-        return guarded(run)
+        return guarded(run, team_view=team_view)
 
     async def overview(request: Request) -> dict[str, Any]:
         since, until = _range(request)
@@ -64,6 +73,9 @@ def dashboard_api_routes(gateway: Gateway, guarded: Callable[[Handler], Handler]
         if by not in ATTRIBUTION_BY:
             raise BadRequest(f"by must be one of {', '.join(ATTRIBUTION_BY)}")
         filters = {k: v for k in DIMENSIONS if (v := request.query_params.get(k))}
+        key = viewer(request)  # a virtual key reads its own team, nothing else
+        if key is not None and filters.setdefault("team", key.team) != key.team:
+            raise Forbidden(f"this API key may only read team {key.team!r}")
         return await _call(store.attribution, by, since, until, filters)
 
     async def unit_economics(request: Request) -> dict[str, Any]:
@@ -94,7 +106,7 @@ def dashboard_api_routes(gateway: Gateway, guarded: Callable[[Handler], Handler]
 
     return [
         Route("/faregate/v1/overview", endpoint(overview), methods=["GET"]),
-        Route("/faregate/v1/attribution", endpoint(attribution), methods=["GET"]),
+        Route("/faregate/v1/attribution", endpoint(attribution, team_view=True), methods=["GET"]),
         Route("/faregate/v1/unit-economics", endpoint(unit_economics), methods=["GET"]),
         Route("/faregate/v1/templates", endpoint(templates), methods=["GET"]),
         Route("/faregate/v1/anatomy", endpoint(anatomy), methods=["GET"]),
@@ -119,15 +131,23 @@ def _range(request: Request) -> tuple[float, float]:
     return since, until
 
 
+MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z: beyond it, SQLite cannot bind the hour
+
+
 def _seconds(raw: str | None, name: str, default: float) -> float:
     if raw is None or raw == "":
         return default
+    return unix_seconds(raw, name)
+
+
+def unix_seconds(raw: str, name: str) -> float:
+    """A query parameter's unix time, refused (400) unless finite and between 1970 and year 9999."""
     try:
         value = float(raw)
     except ValueError:
         raise BadRequest(f"{name} must be a unix timestamp in seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise BadRequest(f"{name} must be a unix timestamp in seconds")
+    if not math.isfinite(value) or not 0 <= value <= MAX_TIMESTAMP:
+        raise BadRequest(f"{name} must be a unix timestamp in seconds, from 0 to {MAX_TIMESTAMP}")
     return value
 
 

@@ -4,8 +4,9 @@ Alerts always exist (to the log; to `alerts.webhook_url` when set). Spend spikes
 every settled request; template regressions every `TEMPLATE_CHECK_EVERY_S` from the ledger's
 rollups (the newest template of a feature costing `alerts.template_regression` more per request
 than the one before it, without better quality), each regression alerted once per process. The
-budget store and stage exist only when `budgets` is configured; the store lives in the ledger's
-database, so every replica reserves against the same rows.
+budget store and stage exist when `budgets` is configured or virtual keys are on (a key may carry
+its own budget, `faregate keys create --budget`); the store lives in the ledger's database, so every
+replica reserves against the same rows.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from faregate.alerts import Alerter, SpikeDetector
 from faregate.budgets import BudgetStore, open_budget_store
-from faregate.config import Config
+from faregate.config import BudgetSettings, Config
 from faregate.ledger.store import LedgerStore
 from faregate.pipeline.budget import BudgetStage
 from faregate.pipeline.settle import Settle
@@ -49,12 +51,17 @@ class Budgets:
         self.store: BudgetStore | None = None
         self.stage: BudgetStage | None = None
         self.pool: ThreadPoolExecutor | None = None
-        if config.budgets:
+        if config.budgets or config.auth.virtual_keys:
             self.store = open_budget_store(config.database, config.budgets)
             self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="faregate-budget")
             self.stage = BudgetStage(
                 config.budgets, self.store, prices, providers, self.pool, alerter=self.alerter
             )
+
+    def use_key_budgets(self, lookup: Callable[[str], BudgetSettings | None]) -> None:
+        """Enforce virtual keys' own budgets: `lookup(call.key_id)` names a verified key's budget."""
+        if self.stage is not None:
+            self.stage.key_budgets = lookup
 
     async def start(self) -> None:
         if self.stage is not None:

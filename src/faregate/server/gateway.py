@@ -16,7 +16,7 @@ from faregate import tokens
 from faregate.call import Call, Result
 from faregate.config import Config
 from faregate.errors import FareGateError, RequestTooLarge
-from faregate.ledger import LedgerWriter, open_store
+from faregate.ledger import LedgerWriter, journal_for, open_store
 from faregate.pipeline import compose
 from faregate.pipeline.anatomy import AnatomyStage
 from faregate.pipeline.base import Stage
@@ -29,7 +29,8 @@ from faregate.pipeline.upstream import Upstream
 from faregate.pricing import PriceBook, overrides_from_config
 from faregate.protocols import InboundProtocol
 from faregate.protocols.base import parse_json_object
-from faregate.providers import build_providers
+from faregate.providers import AnthropicProvider, OpenAIProvider, build_providers
+from faregate.server.auth import build_authenticator, check_model
 from faregate.server.budgets import Budgets
 from faregate.server.caches import ResponseCaches, merge_cache_stats
 from faregate.server.embedding import SharedEmbedder
@@ -44,9 +45,15 @@ class Gateway:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.providers = build_providers(config)
+        self.auth = build_authenticator(config)  # None unless auth.virtual_keys (ConfigError: no start)
+        if self.auth is not None:
+            for provider in self.providers.values():
+                if isinstance(provider, OpenAIProvider | AnthropicProvider):
+                    provider.forward_client_key = False  # a client's FareGate key never goes upstream
         self.catalogue = ModelCatalogue(config, self.providers)
         self.store = open_store(config.database)
-        self.writer = LedgerWriter(self.store)
+        self.journal = journal_for(config.database, self.store, config.ledger.journal_dir)
+        self.writer = LedgerWriter(self.store, journal=self.journal)
         prices = PriceBook(overrides_from_config(config.prices))
         self.settle = Settle(prices, self.writer, self.providers, store_prompts=config.privacy.store_prompts)
         self.metrics = Metrics() if config.telemetry.metrics else None
@@ -56,7 +63,11 @@ class Gateway:
         if self.tracing is not None:
             self.settle.observers.append(self.tracing.observe)
         self.budgets = Budgets(config, self.settle, prices, self.providers, self.store)
-        self.upstream = Upstream(self.providers, config.server.connect_timeout_s)
+        if self.auth is not None:
+            self.budgets.use_key_budgets(self.auth.key_budget)  # `faregate keys create --budget`
+        self.upstream = Upstream(
+            self.providers, config.server.connect_timeout_s, config.upstream, config.models
+        )
         self.measure_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="faregate-measure")
         self.embedder = SharedEmbedder(config)
         self.caches = ResponseCaches(config, self.settle, self.embedder)
@@ -105,6 +116,8 @@ class Gateway:
         await self.embedder.start()
         await self.histories.start()
         await self.budgets.start()
+        if self.journal is not None:  # before serving: replay what a crashed process left
+            await asyncio.to_thread(self.journal.start, self.store, self.store.fallback_path)
         await self.writer.start()
         await self.upstream.start()
         # ~64k long-lived objects (price tables, tokenizers) exist by now; a full collection walked
@@ -121,10 +134,14 @@ class Gateway:
         await self.upstream.stop()
         await self.budgets.stop()  # settles of budgeted calls, and the alerts they raise
         await self.writer.close()
+        if self.journal is not None:
+            self.journal.close()  # deletes what is stored; leaves the rest for the next start
         self.caches.close()
         self.histories.close()
         self.budgets.close()
         self.store.close()
+        if self.auth is not None:
+            self.auth.close()
         self.measure_pool.shutdown(wait=False)
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)  # export the last spans
@@ -141,6 +158,9 @@ class Gateway:
             attribution=attribution_from_headers(request.headers),
         )
         try:
+            # The key first: an unauthenticated client's body is never read or parsed. Its team
+            # replaces any X-FareGate-Team header (and metadata, which only fills unset dimensions).
+            key = await self.auth.authenticate(call) if self.auth is not None else None
             call.raw_body = await self._read_body(request)
             call.body = parse_json_object(call.raw_body)
             if isinstance(model := call.body.get("model"), str):
@@ -148,6 +168,8 @@ class Gateway:
             apply_metadata(call)  # attributed even if the rest of the body is refused
             call.model_requested, call.stream = protocol.validate(call.body)
             call.client_wants_stream_usage = protocol.wants_stream_usage(call.body)
+            if key is not None:
+                check_model(call, key)  # 403 outside the key's allow-list
         except FareGateError as exc:
             result = self.settle.reject(call, exc)
         else:
