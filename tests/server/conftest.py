@@ -33,7 +33,9 @@ def _shared_running_gateway(
 def shared_gateway(_shared_running_gateway: RunningGateway, fake_provider: FakeProvider) -> GatewayView:
     """The default-config gateway (same config as the `gateway` fixture), seeing only this test's
     ledger events; the fake upstream is reset for each test. Use `make_gateway` for any other config
-    or for a test that leaves requests in flight (timeouts)."""
+    or for a test that leaves requests in flight (timeouts). Its circuit breakers start closed: a
+    test that makes the upstream fail on purpose must not turn the next test's requests into 503s."""
+    _shared_running_gateway.gateway.upstream.breakers.reset()
     return GatewayView(_shared_running_gateway)
 
 

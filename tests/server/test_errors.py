@@ -13,8 +13,10 @@ import pytest
 from anthropic.types import Message
 from openai.types.chat import ChatCompletion
 
+from faregate.config import UpstreamSettings
 from faregate.fake_provider import FakeProvider, Scenario
 from faregate.ledger import CostEvent
+from faregate.pipeline.retry import RETRY_STATUSES
 from tests.server._support import (
     SONNET,
     SONNET_DEPRECATION,
@@ -28,6 +30,7 @@ from tests.server._support import (
 )
 
 pytestmark = pytest.mark.filterwarnings(SONNET_DEPRECATION)
+
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hello"}]
 OPENAI_PATH = "/v1/chat/completions"
@@ -49,6 +52,16 @@ def assert_anthropic_error(body: Any, error_type: str) -> str:
     assert body["error"]["type"] == error_type
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     return str(body["error"]["message"])
+
+
+def attempts(status: int) -> int:
+    """Upstream requests a failing call makes: the first and, for a retryable status, the retries."""
+    return 1 + UpstreamSettings().retries if status in RETRY_STATUSES else 1
+
+
+def failing(status: int) -> list[Scenario]:
+    """Enough failures that the gateway's retries all fail too: the upstream's error passes through."""
+    return [Scenario(status=status)] * attempts(status)
 
 
 def assert_recorded(event: CostEvent, status: int, error_kind: str) -> None:
@@ -230,11 +243,12 @@ def test_upstream_error_passes_through_openai(
     status: int,
     exc_type: type[openai.APIStatusError],
 ) -> None:
-    fake_provider.push(Scenario(status=status))
+    fake_provider.push(*failing(status))
     with openai_client(shared_gateway) as client, pytest.raises(exc_type) as caught:
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     response = caught.value.response
     assert response.status_code == status
+    assert len(fake_provider.requests) == attempts(status)  # 429 and 5xx retried, 4xx not
     upstream = fake_provider.requests[-1]
     assert upstream.path == OPENAI_PATH
     # the provider's own body and request id, untouched
@@ -244,6 +258,7 @@ def test_upstream_error_passes_through_openai(
     assert_recorded(event, status, "upstream_error")
     assert (event.provider, event.model_requested) == ("openai", "gpt-4o-mini")
     assert event.upstream_ms is not None
+    assert event.upstream_retries == attempts(status) - 1
 
 
 def test_upstream_error_body_is_verbatim(shared_gateway: GatewayView, fake_provider: FakeProvider) -> None:
@@ -256,7 +271,7 @@ def test_upstream_error_body_is_verbatim(shared_gateway: GatewayView, fake_provi
         },
         "extra": [1, 2, 3],
     }
-    fake_provider.push(Scenario(status=429, error_body=odd))
+    fake_provider.push(*[Scenario(status=429, error_body=odd)] * attempts(429))
     reply = httpx.post(
         f"{shared_gateway.url}{OPENAI_PATH}", json={"model": "gpt-4o-mini", "messages": MESSAGES}
     )
@@ -266,7 +281,7 @@ def test_upstream_error_body_is_verbatim(shared_gateway: GatewayView, fake_provi
 
 
 def test_upstream_error_on_a_stream_request(shared_gateway: GatewayView, fake_provider: FakeProvider) -> None:
-    fake_provider.push(Scenario(status=429))
+    fake_provider.push(*failing(429))
     with openai_client(shared_gateway) as client, pytest.raises(openai.RateLimitError) as caught:
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
     assert "Rate limit" in caught.value.message
@@ -289,7 +304,7 @@ def test_upstream_error_passes_through_anthropic(
     status: int,
     exc_type: type[anthropic.APIStatusError],
 ) -> None:
-    fake_provider.push(Scenario(status=status))
+    fake_provider.push(*failing(status))
     with anthropic_client(shared_gateway) as client, pytest.raises(exc_type) as caught:
         client.messages.create(model=SONNET, max_tokens=10, messages=MESSAGES)
     response = caught.value.response
@@ -303,7 +318,7 @@ def test_upstream_error_passes_through_anthropic(
 def test_upstream_error_on_an_anthropic_stream(
     shared_gateway: GatewayView, fake_provider: FakeProvider
 ) -> None:
-    fake_provider.push(Scenario(status=529))
+    fake_provider.push(*failing(529))
     with (
         anthropic_client(shared_gateway) as client,
         pytest.raises(anthropic.OverloadedError),
@@ -325,7 +340,7 @@ def slow_providers(fake: FakeProvider, timeout_s: float) -> dict[str, Any]:
 
 def test_upstream_timeout_openai(make_gateway: Any, fake_provider: FakeProvider) -> None:
     gw = make_gateway(providers=slow_providers(fake_provider, 0.2))
-    fake_provider.push(Scenario(delay=1.0))
+    fake_provider.push(*[Scenario(delay=1.0)] * attempts(504))  # a timeout is retried too
     with openai_client(gw) as client, pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert caught.value.status_code == 504
@@ -337,7 +352,7 @@ def test_upstream_timeout_openai(make_gateway: Any, fake_provider: FakeProvider)
 
 def test_upstream_timeout_anthropic(make_gateway: Any, fake_provider: FakeProvider) -> None:
     gw = make_gateway(providers=slow_providers(fake_provider, 0.2))
-    fake_provider.push(Scenario(delay=1.0))
+    fake_provider.push(*[Scenario(delay=1.0)] * attempts(504))
     with anthropic_client(gw) as client, pytest.raises(anthropic.GatewayTimeoutError) as caught:
         client.messages.create(model=SONNET, max_tokens=10, messages=MESSAGES)
     assert isinstance(caught.value.body, dict)
@@ -410,7 +425,7 @@ def test_connection_refused(make_gateway: Any, fake_provider: FakeProvider, prot
 
 
 def test_every_failure_is_one_ledger_event(shared_gateway: GatewayView, fake_provider: FakeProvider) -> None:
-    fake_provider.push(Scenario(status=500), Scenario(status=429))
+    fake_provider.push(*failing(500), *failing(429))
     url = shared_gateway.url
     replies = [
         httpx.post(f"{url}{OPENAI_PATH}", content=b"{"),

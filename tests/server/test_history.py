@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from faregate.config import UpstreamSettings
 from faregate.fake_provider import FakeProvider, Scenario
 from faregate.ledger import CostEvent
 from tests.fixtures.gateway import RunningGateway
@@ -221,7 +222,9 @@ def test_a_failed_summary_falls_back_to_the_window_and_the_request_succeeds(
     make_gateway: Callable[..., RunningGateway], fake_provider: FakeProvider
 ) -> None:
     gw = make_gateway(features={"chat": {"history": SUMMARY}})
-    fake_provider.push(Scenario(status=500), Scenario(text="The real answer."))
+    # the summary call fails on its first attempt and on each of the upstream stage's retries
+    failures = [Scenario(status=500)] * (1 + UpstreamSettings().retries)
+    fake_provider.push(*failures, Scenario(text="The real answer."))
     assert ask(gw, chat(5)) == "The real answer."
     assert sent(fake_provider) == [SYSTEM, *chat(5)[-5:]]
     events = wait_for_events(gw, 2)

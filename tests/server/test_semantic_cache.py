@@ -227,7 +227,7 @@ def test_a_failed_verification_is_recorded_not_swallowed(
     gw = make_gateway(features={"faq": {"semantic_cache": {"verify_fraction": 1.0}}})
     ask(gw, "How can I reset the PIN of my card?")
     settle(gw)
-    fake_provider.push(Scenario(status=503))  # the verification's upstream call fails
+    fake_provider.push(*[Scenario(status=503)] * 3)  # the verification's upstream call and its 2 retries fail
     assert ask(gw, "how do i reset my card's PIN?")[1] == "semantic-hit"  # the client is not affected
     settle(gw)
     (verify,) = [e for e in gw.events() if e.cache_status == "verify"]

@@ -10,9 +10,12 @@ recorded provider payloads served verbatim (`Scenario(replay_body=...)`, `replay
     with FakeProvider() as fake:
         fake.push(Scenario(cached_tokens=1000, status=200))
         client = openai.OpenAI(base_url=fake.url + "/v1", api_key="sk-test")
+
+Load tests inject random failures instead (`Faults`: 5xx, 429 with Retry-After, hangs, dropped
+connections, or a provider that is down), seeded so a run can be repeated.
 """
 
-from ._common import ReceivedRequest, Scenario
+from ._common import Faults, ReceivedRequest, Scenario
 from ._server import FakeProvider, serve
 
-__all__ = ["FakeProvider", "ReceivedRequest", "Scenario", "serve"]
+__all__ = ["FakeProvider", "Faults", "ReceivedRequest", "Scenario", "serve"]

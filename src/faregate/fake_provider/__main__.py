@@ -1,4 +1,5 @@
-"""`python -m faregate.fake_provider --port N`: run the fake in the foreground (demos, manual curl)."""
+"""`python -m faregate.fake_provider --port N`: run the fake in the foreground (demos, manual curl,
+load tests with `--error-rate` and friends)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,21 @@ import argparse
 import asyncio
 import contextlib
 
-from ._common import Scenario
+from ._common import Faults, Scenario
 from ._server import serve
 
 
 async def _run(
-    host: str, port: int, scenario: Scenario, api_key: str | None, simulate_prompt_cache: bool
+    host: str,
+    port: int,
+    scenario: Scenario,
+    api_key: str | None,
+    simulate_prompt_cache: bool,
+    faults: Faults,
 ) -> None:
-    fake = await serve(host, port, scenario, api_key=api_key, simulate_prompt_cache=simulate_prompt_cache)
+    fake = await serve(
+        host, port, scenario, api_key=api_key, simulate_prompt_cache=simulate_prompt_cache, faults=faults
+    )
     print(f"fake provider listening on {fake.url} (OpenAI and Anthropic under /v1)", flush=True)
     try:
         await asyncio.Event().wait()
@@ -36,6 +44,15 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="derive prompt and cache token counts from the requests (provider prompt caching)",
     )
+    faults = parser.add_argument_group("fault injection (shares of requests, drawn at random)")
+    faults.add_argument("--error-rate", type=float, default=0.0, help="5xx with the provider's error body")
+    faults.add_argument("--rate-limit-rate", type=float, default=0.0, help="429 with Retry-After")
+    faults.add_argument("--retry-after", type=float, default=Faults.retry_after_s, help="seconds, on 429s")
+    faults.add_argument("--timeout-rate", type=float, default=0.0, help="hang --hang seconds, then answer")
+    faults.add_argument("--hang", type=float, default=Faults.hang_s)
+    faults.add_argument("--disconnect-rate", type=float, default=0.0, help="drop the connection")
+    faults.add_argument("--down", action="store_true", help="drop every connection")
+    faults.add_argument("--seed", type=int, default=None, help="repeatable faults")
     args = parser.parse_args(argv)
     scenario = Scenario(
         text=args.text,
@@ -44,8 +61,21 @@ def main(argv: list[str] | None = None) -> None:
         completion_tokens=args.completion_tokens,
         delay=args.delay,
     )
+    try:
+        injected = Faults(
+            error_rate=args.error_rate,
+            rate_limit_rate=args.rate_limit_rate,
+            retry_after_s=args.retry_after,
+            timeout_rate=args.timeout_rate,
+            hang_s=args.hang,
+            disconnect_rate=args.disconnect_rate,
+            down=args.down,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(args.host, args.port, scenario, args.api_key, args.simulate_prompt_cache))
+        asyncio.run(_run(args.host, args.port, scenario, args.api_key, args.simulate_prompt_cache, injected))
 
 
 if __name__ == "__main__":

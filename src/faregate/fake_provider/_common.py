@@ -54,10 +54,61 @@ class Scenario:
     tool_input: dict[str, Any] = field(default_factory=lambda: {"location": "Paris"})
     replay_body: bytes | None = None
     replay_stream: bytes | None = None
+    # Extra response headers (say `retry-after` on a 429), sent with errors and answers alike.
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def replays(self) -> bool:
         return self.replay_body is not None or self.replay_stream is not None
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Random failures for load tests, drawn per request that no queued `Scenario` answers.
+
+    Each rate is the share of requests that fail that way (they add up to at most 1): `error_rate`
+    answers a 5xx with the provider's own error body (500/503 for OpenAI, 500/529 for Anthropic);
+    `rate_limit_rate` a 429 with `Retry-After: retry_after_s`; `timeout_rate` hangs `hang_s` before
+    answering (longer than the gateway's timeout); `disconnect_rate` drops the connection: half-way
+    through a stream, before any byte of a full response. `down` drops every connection, as a
+    provider whose load balancer has nothing behind it. The same `seed` draws the same faults.
+    """
+
+    error_rate: float = 0.0
+    rate_limit_rate: float = 0.0
+    retry_after_s: float = 1.0
+    timeout_rate: float = 0.0
+    hang_s: float = 30.0
+    disconnect_rate: float = 0.0
+    down: bool = False
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        rates = (self.error_rate, self.rate_limit_rate, self.timeout_rate, self.disconnect_rate)
+        if any(not 0 <= r <= 1 for r in rates) or sum(rates) > 1:
+            raise ValueError("fault rates must be between 0 and 1 and add up to at most 1")
+
+    @property
+    def active(self) -> bool:
+        return self.down or any(
+            (self.error_rate, self.rate_limit_rate, self.timeout_rate, self.disconnect_rate)
+        )
+
+    def draw(self, rng: random.Random) -> str | None:
+        """The fault for one request: "error", "rate_limit", "timeout", "disconnect" or None."""
+        if self.down:
+            return "disconnect"
+        u = rng.random()
+        for kind, rate in (
+            ("error", self.error_rate),
+            ("rate_limit", self.rate_limit_rate),
+            ("timeout", self.timeout_rate),
+            ("disconnect", self.disconnect_rate),
+        ):
+            if u < rate:
+                return kind
+            u -= rate
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,15 +189,24 @@ def sse(data: Any, event: str | None = None) -> bytes:
 
 
 async def write_stream(
-    request: web.Request, frames: list[bytes], pause: float, headers: dict[str, str]
+    request: web.Request,
+    frames: list[bytes],
+    pause: float,
+    headers: dict[str, str],
+    cut_after: int | None = None,
 ) -> web.StreamResponse:
-    """Send frames one write each (separate chunks), stopping quietly if the client hangs up."""
+    """Send frames one write each (separate chunks), stopping quietly if the client hangs up;
+    `cut_after` frames, drop the connection (a provider failing mid-stream)."""
     headers["Content-Type"] = "text/event-stream; charset=utf-8"
     headers["Cache-Control"] = "no-cache"
     response = web.StreamResponse(headers=headers)
     await response.prepare(request)
     try:
         for index, frame in enumerate(frames):
+            if index == cut_after:
+                if request.transport is not None:
+                    request.transport.close()
+                return response
             if pause and index:
                 await asyncio.sleep(pause)
             await response.write(frame)

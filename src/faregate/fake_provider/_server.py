@@ -7,6 +7,8 @@ thread's loop, so the shared state sits behind one lock.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import random
 import threading
 from collections import deque
 from collections.abc import Mapping
@@ -17,10 +19,12 @@ import orjson
 from aiohttp import web
 
 from . import anthropic_messages, openai_chat
-from ._common import ReceivedRequest, Scenario, dumps, split_events, write_stream
+from ._common import Faults, ReceivedRequest, Scenario, dumps, split_events, write_stream
 from ._prompt_cache import PromptCache
 
 Problem = tuple[int, dict[str, Any]]
+# The 5xx a random `error` fault answers with, per wire format (529: Anthropic's "overloaded").
+_FAULT_STATUSES = {"openai": (500, 503), "anthropic": (500, 529)}
 
 
 class WireFormat(Protocol):
@@ -43,6 +47,7 @@ class WireFormat(Protocol):
     def invalid_json(self, detail: str) -> Problem: ...
     def validate(self, body: dict[str, Any], headers: Mapping[str, str]) -> Problem | None: ...
     def models_body(self) -> dict[str, Any]: ...
+    def stream_events(self, body: dict[str, Any], scenario: Scenario) -> list[bytes]: ...
     async def respond(
         self, request: web.Request, body: dict[str, Any], scenario: Scenario, headers: dict[str, str]
     ) -> web.StreamResponse: ...
@@ -60,10 +65,23 @@ class _State:
         self.record = record
         self.simulate_prompt_cache = simulate_prompt_cache
         self.prompt_cache = PromptCache()
+        self.faults = Faults()
+        self.rng = random.Random()
 
-    def next_scenario(self) -> Scenario:
+    def set_faults(self, faults: Faults) -> None:
         with self.lock:
-            return self.queue.popleft() if self.queue else self.scenario
+            self.faults = faults
+            self.rng = random.Random(faults.seed)
+
+    def next_scenario(self) -> tuple[Scenario, str | None]:
+        """The next queued scenario, else the default one and the random fault drawn for it."""
+        with self.lock:
+            faults = self.faults
+            if faults.down:  # down: nothing answers, queued scenarios wait for it to come back
+                return self.scenario, "disconnect"
+            if self.queue:
+                return self.queue.popleft(), None
+            return self.scenario, faults.draw(self.rng) if faults.active else None
 
     def log(self, entry: ReceivedRequest) -> None:
         if self.record:
@@ -101,15 +119,26 @@ async def _complete(request: web.Request, fmt: WireFormat) -> web.StreamResponse
         problem = fmt.invalid_json(str(exc))
     body = parsed if isinstance(parsed, dict) else None
     headers = _log(request, raw, body)
-    scenario = state.next_scenario()
+    scenario, fault = state.next_scenario()
+    if fault == "disconnect" and (state.faults.down or not (body and body.get("stream") is True)):
+        return _drop(request)
     rid = fmt.new_request_id()
     reply_headers = fmt.response_headers(rid)
+    reply_headers.update(scenario.headers)
     if state.api_key is not None:
         problem = fmt.check_auth(headers, state.api_key) or problem
     if problem is None and body is None:
         problem = fmt.invalid_json("expected a JSON object")
     if problem is None and body is not None:
         problem = fmt.validate(body, headers)
+    if problem is None and fault is not None:
+        if fault == "timeout":
+            await asyncio.sleep(state.faults.hang_s)
+        elif fault == "rate_limit":
+            reply_headers["retry-after"] = f"{state.faults.retry_after_s:g}"
+            scenario = Scenario(status=429)
+        elif fault == "error":
+            scenario = Scenario(status=state.rng.choice(_FAULT_STATUSES[fmt.NAME]))
     if problem is None and scenario.delay > 0:
         await asyncio.sleep(scenario.delay)
     if problem is None and scenario.status >= 400:
@@ -127,7 +156,17 @@ async def _complete(request: web.Request, fmt: WireFormat) -> web.StreamResponse
         return await _replay(request, body, scenario, reply_headers)
     if state.simulate_prompt_cache:  # only answered requests touch the cache, as with the real APIs
         scenario = state.prompt_cache.usage(fmt.NAME, body).applied_to(scenario)
+    if fault == "disconnect":  # a stream: cut half-way, after some text went out
+        frames = fmt.stream_events(body, scenario)
+        return await write_stream(request, frames, scenario.chunk_delay, reply_headers, len(frames) // 2)
     return await fmt.respond(request, body, scenario, reply_headers)
+
+
+def _drop(request: web.Request) -> web.Response:
+    """Close the connection without answering: the client sees "server disconnected"."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=500)
 
 
 async def _replay(
@@ -199,10 +238,13 @@ class FakeProvider:
         api_key: str | None = None,
         record: bool = True,
         simulate_prompt_cache: bool = False,
+        faults: Faults | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self._state = _State(scenario, api_key, record, simulate_prompt_cache)
+        if faults is not None:
+            self._state.set_faults(faults)
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -220,6 +262,24 @@ class FakeProvider:
     @scenario.setter
     def scenario(self, value: Scenario) -> None:
         self._state.scenario = value
+
+    @property
+    def faults(self) -> Faults:
+        """Random failures for requests no queued scenario answers (see `Faults`); settable live."""
+        return self._state.faults
+
+    @faults.setter
+    def faults(self, value: Faults) -> None:
+        self._state.set_faults(value)
+
+    @property
+    def down(self) -> bool:
+        """Drop every connection (a provider that is down); `fake.down = False` brings it back."""
+        return self._state.faults.down
+
+    @down.setter
+    def down(self, value: bool) -> None:
+        self._state.set_faults(dataclasses.replace(self._state.faults, down=value))
 
     @property
     def requests(self) -> list[ReceivedRequest]:
@@ -257,6 +317,7 @@ class FakeProvider:
             self._state.requests.clear()
             self._state.simulate_prompt_cache = False
             self._state.prompt_cache.clear()
+            self._state.faults = Faults()
 
     async def start_async(self) -> None:
         """Listen on the running loop; port 0 becomes the free port the OS chose."""
@@ -343,10 +404,16 @@ async def serve(
     *,
     api_key: str | None = None,
     simulate_prompt_cache: bool = False,
+    faults: Faults | None = None,
 ) -> FakeProvider:
     """Start a fake on the running loop (for `faregate demo`); `await fake.stop_async()` to stop."""
     fake = FakeProvider(
-        host, port, scenario=scenario, api_key=api_key, simulate_prompt_cache=simulate_prompt_cache
+        host,
+        port,
+        scenario=scenario,
+        api_key=api_key,
+        simulate_prompt_cache=simulate_prompt_cache,
+        faults=faults,
     )
     await fake.start_async()
     return fake
