@@ -87,6 +87,7 @@ def replicas(fake_provider: FakeProvider, postgres_db_url: str, tmp_path: Path) 
                 "providers": {"openai": {"type": "openai", "base_url": f"{fake_provider.url}/v1"}},
                 "features": {"faq": {"semantic_cache": True}},
                 "logging": {"level": "warning"},
+                "ledger": {"journal_dir": str(tmp_path / "journal")},
             }
         )
     )
