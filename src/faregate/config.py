@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 import yaml
@@ -306,6 +306,25 @@ class Config(_Strict):
         return value
 
     @model_validator(mode="after")
+    def _paths_are_safe(self) -> Config:
+        for key, path in self.file_paths():
+            problem = path_problem(path)
+            if problem is not None:
+                raise ValueError(f"{key}: {problem}")
+        return self
+
+    def file_paths(self) -> list[tuple[str, str]]:
+        """(key, path) of every local file or directory the config points the gateway at."""
+        paths = [
+            ("routing.router", self.routing.router),
+            ("cache.model_dir", self.cache.model_dir),
+            ("ledger.journal_dir", self.ledger.journal_dir),
+            ("database", _sqlite_path(self.database)),
+            ("cache.database", _sqlite_path(self.cache.database)),
+        ]
+        return [(key, path) for key, path in paths if path is not None]
+
+    @model_validator(mode="after")
     def _models_name_providers(self) -> Config:
         for name, model in self.models.items():
             if model.provider not in self.providers:
@@ -353,6 +372,40 @@ class Config(_Strict):
         return self
 
 
+def path_problem(path: str) -> str | None:
+    """Why a config-referenced path is refused, or None.
+
+    The rule: an absolute path is the operator's explicit choice and is used as given; a relative
+    path resolves against the working directory (as it always has: `sqlite:///.faregate/ledger.db`)
+    and may not climb out of it with `..`, so a config (or a `FAREGATE_` variable) cannot point the
+    gateway at `../../etc/...` by accident or by injection. A NUL byte is refused everywhere: the OS
+    would cut the path there and open another file than the one written.
+    """
+    if "\x00" in path:
+        return "the path contains a NUL byte"
+    if not PurePath(path).is_absolute() and ".." in PurePath(path).parts:
+        return (
+            f"the relative path {path!r} climbs out of the working directory with '..'; "
+            "give an absolute path to use a file outside it"
+        )
+    return None
+
+
+def _sqlite_path(database: str | None) -> str | None:
+    if database is None or not database.startswith("sqlite:///"):
+        return None
+    return database.removeprefix("sqlite:///")
+
+
+def _check_files_exist(config: Config) -> None:
+    """Files the gateway reads at start must exist: say which key names a missing one."""
+    router, model_dir = config.routing.router, config.cache.model_dir
+    if router is not None and config.routing.tiers and not Path(router).is_file():
+        raise ConfigError(f"routing.router: no such file: {router}")
+    if model_dir is not None and not Path(model_dir).is_dir():
+        raise ConfigError(f"cache.model_dir: no such directory: {model_dir}")
+
+
 def _protocol(provider_type: str) -> str:
     return "anthropic" if provider_type == "anthropic" else "openai"
 
@@ -364,9 +417,11 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         raw = _read_yaml(Path(path))
     _apply_env_overrides(raw, os.environ if environ is None else environ)
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from None
+    _check_files_exist(config)
+    return config
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ request FareGate refuses is still attributed to the feature and team that sent i
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,15 @@ _HEADER_DIMENSIONS = {HEADER_PREFIX + d: d for d in ATTRIBUTION_DIMENSIONS}
 # Keys FareGate reads from (and removes from) the body's metadata object.
 _METADATA_KEYS = {d: d for d in ATTRIBUTION_DIMENSIONS} | {f"faregate_{d}": d for d in ATTRIBUTION_DIMENSIONS}
 MAX_VALUE_LENGTH = 256
+# Control characters (C0, DEL, C1) and Unicode line/paragraph separators: an attribution value is a
+# label stored in the ledger, shown by the dashboard and put in metrics labels, so "a\r\nSet-Cookie: x"
+# must arrive there as inert text ("aSet-Cookie: x"), and PostgreSQL refuses NUL in text anyway.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def clean_value(value: str) -> str:
+    """An attribution value made inert: control characters removed, trimmed, at most 256 characters."""
+    return _CONTROL.sub("", value).strip()[:MAX_VALUE_LENGTH]
 
 
 def attribution_from_headers(headers: Mapping[str, str]) -> Attribution:
@@ -25,8 +35,8 @@ def attribution_from_headers(headers: Mapping[str, str]) -> Attribution:
     attribution = Attribution()
     for name, value in headers.items():
         dimension = _HEADER_DIMENSIONS.get(name.lower())
-        if dimension is not None and value.strip():
-            setattr(attribution, dimension, value.strip()[:MAX_VALUE_LENGTH])
+        if dimension is not None and (cleaned := clean_value(value)):
+            setattr(attribution, dimension, cleaned)
     return attribution
 
 
@@ -46,15 +56,15 @@ def apply_metadata(call: Call) -> None:
         value = metadata.pop(key)
         dimension = _METADATA_KEYS[key]
         if getattr(call.attribution, dimension) == UNATTRIBUTED and _usable(value):
-            # PostgreSQL refuses NUL bytes in text; a body can carry them, a header cannot.
-            setattr(call.attribution, dimension, str(value).replace("\x00", "").strip()[:MAX_VALUE_LENGTH])
+            # A body can carry what a header cannot (NUL, CR/LF): cleaned the same way.
+            setattr(call.attribution, dimension, clean_value(str(value)))
     if found and not metadata:
         del call.body["metadata"]
     _user_fallback(call)
 
 
 def _usable(value: Any) -> bool:
-    return isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip() != ""
+    return isinstance(value, str | int) and not isinstance(value, bool) and clean_value(str(value)) != ""
 
 
 def _user_fallback(call: Call) -> None:
@@ -65,8 +75,8 @@ def _user_fallback(call: Call) -> None:
     native = call.body.get("user") if call.protocol == "openai" else None
     if native is None and isinstance(metadata, dict):
         native = metadata.get("user_id")
-    if isinstance(native, str) and native.strip():
-        call.attribution.user = native.strip()[:MAX_VALUE_LENGTH]
+    if isinstance(native, str) and (cleaned := clean_value(native)):
+        call.attribution.user = cleaned
 
 
 def tenant_of(call: Call) -> str:

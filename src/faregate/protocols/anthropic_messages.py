@@ -6,8 +6,19 @@ from typing import Any
 
 import orjson
 
-from faregate.errors import FareGateError, InvalidRequest
-from faregate.protocols.base import InboundProtocol, require_messages, require_str
+from faregate.errors import FareGateError
+from faregate.protocols.base import (
+    InboundProtocol,
+    check_bool,
+    check_content,
+    check_int,
+    check_number,
+    check_objects,
+    check_output_limit,
+    check_type,
+    require_messages,
+    require_model,
+)
 
 # https://docs.anthropic.com/en/api/errors
 _ERROR_TYPES = {
@@ -27,16 +38,19 @@ class AnthropicMessages(InboundProtocol):
     path = "/v1/messages"
 
     def validate(self, body: dict[str, Any]) -> tuple[str, bool]:
-        model = require_str(body, "model")
+        """The fields FareGate reads, with Anthropic's own types and ranges: a wrong one is a 400
+        here, never a crash in a later stage or an absurd `max_tokens` priced by the budget."""
+        model = require_model(body)
         require_messages(body)
-        max_tokens = body.get("max_tokens")
-        if max_tokens is None:
-            raise InvalidRequest("max_tokens: Field required")
-        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-            raise InvalidRequest("max_tokens: must be a positive integer")
-        stream = body.get("stream", False)
-        if not isinstance(stream, bool):
-            raise InvalidRequest("stream: must be a boolean")
+        check_output_limit(body, "max_tokens", required=True)
+        stream = check_bool(body, "stream")
+        if "system" in body:
+            check_content(body["system"], "system", nullable=True)
+        check_number(body, "temperature", 0, 1)
+        check_number(body, "top_p", 0, 1)
+        check_int(body, "top_k", 0, 1_000_000)
+        check_objects(body, "tools")
+        check_type(body, "stop_sequences", list)
         return model, stream
 
     def render_stream_error(self, error: FareGateError) -> bytes:

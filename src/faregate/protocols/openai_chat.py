@@ -6,12 +6,23 @@ from typing import Any
 
 import orjson
 
-from faregate.errors import FareGateError, InvalidRequest
-from faregate.protocols.base import InboundProtocol, require_messages, require_str
+from faregate.errors import FareGateError
+from faregate.protocols.base import (
+    InboundProtocol,
+    check_bool,
+    check_int,
+    check_number,
+    check_objects,
+    check_output_limit,
+    check_type,
+    require_messages,
+    require_model,
+)
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "invalid_request_error",
+    403: "invalid_request_error",  # OpenAI's own 403s (region, model access) carry this type
     404: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_exceeded",
@@ -23,14 +34,21 @@ class OpenAIChat(InboundProtocol):
     path = "/v1/chat/completions"
 
     def validate(self, body: dict[str, Any]) -> tuple[str, bool]:
-        model = require_str(body, "model")
+        """The fields FareGate reads, with OpenAI's own types and ranges (so OpenAI would refuse
+        them too): a wrong one is a 400 here, never a crash in a later stage or a priced absurdity."""
+        model = require_model(body)
         require_messages(body)
-        stream = body.get("stream", False)
-        if not isinstance(stream, bool):
-            raise InvalidRequest("'stream' must be a boolean")
-        options = body.get("stream_options")
-        if options is not None and not isinstance(options, dict):
-            raise InvalidRequest("'stream_options' must be an object")
+        stream = check_bool(body, "stream")
+        check_type(body, "stream_options", dict)
+        for limit in ("max_tokens", "max_completion_tokens"):
+            check_output_limit(body, limit)
+        check_int(body, "n", 1, 128)
+        check_number(body, "temperature", 0, 2)
+        check_number(body, "top_p", 0, 1)
+        check_number(body, "presence_penalty", -2, 2)
+        check_number(body, "frequency_penalty", -2, 2)
+        check_objects(body, "tools")
+        check_objects(body, "functions")
         return model, stream
 
     def wants_stream_usage(self, body: dict[str, Any]) -> bool:

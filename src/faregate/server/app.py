@@ -12,9 +12,11 @@ from starlette.routing import Route
 
 from faregate import __version__
 from faregate.config import Config
+from faregate.errors import FareGateError
 from faregate.protocols import ANTHROPIC_MESSAGES, OPENAI_CHAT
 from faregate.server.admin import admin_routes
 from faregate.server.gateway import Gateway
+from faregate.server.openapi import openapi_route
 
 
 def create_app(config: Config) -> Starlette:
@@ -35,9 +37,19 @@ def create_app(config: Config) -> Starlette:
         return await gateway.handle(request, ANTHROPIC_MESSAGES)
 
     async def models(request: Request) -> Response:
-        """OpenAI's list format by default; Anthropic's when the client is an Anthropic SDK."""
+        """OpenAI's list format by default; Anthropic's when the client is an Anthropic SDK. With
+        virtual keys, only for a valid key, and only the models its allow-list names."""
+        anthropic = "anthropic-version" in request.headers
         entries = gateway.models()
-        if "anthropic-version" in request.headers:
+        if gateway.auth is not None:
+            try:
+                allowed = await gateway.auth.allowed_models(request.headers)
+            except FareGateError as exc:
+                protocol = ANTHROPIC_MESSAGES if anthropic else OPENAI_CHAT
+                return Response(protocol.render_error(exc), exc.status, media_type="application/json")
+            if allowed is not None:
+                entries = [m for m in entries if m["id"] in allowed]
+        if anthropic:
             data = [
                 {
                     "type": "model",
@@ -61,6 +73,7 @@ def create_app(config: Config) -> Starlette:
             Route(ANTHROPIC_MESSAGES.path, messages, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            openapi_route(),
             *admin_routes(gateway, config),
         ],
         lifespan=lifespan,
