@@ -7,29 +7,18 @@ re-checks the limit against what it committed, which is what makes replicas unab
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from functools import partial
+from collections.abc import Iterable
 
-import psycopg
-
-from faregate.budgets.store import (
-    DEFAULT_RESERVATION_TTL_S,
-    MIGRATIONS_TABLE,
-    Execute,
-    SqlBudgetStore,
-    migrations,
-)
-from faregate.cache.store import migrate
+from faregate.budgets.store import DEFAULT_RESERVATION_TTL_S, MIGRATIONS_TABLE, SqlBudgetStore, migrations
 from faregate.config import BudgetSettings
-from faregate.postgres_pool import fetch_all, open_pool
+from faregate.sql_backends import PostgresBackend
 
 # Any constant works as long as every replica uses it; distinct from the ledger's ("FARE"), the
 # cache's ("FARC") and the history's ("FARH").
 _MIGRATION_LOCK = 0x46415242  # "FARB"
 
 
-class PostgresBudgetStore(SqlBudgetStore):
+class PostgresBudgetStore(PostgresBackend, SqlBudgetStore):
     param = "%s"
     for_update = " FOR UPDATE"
 
@@ -43,28 +32,13 @@ class PostgresBudgetStore(SqlBudgetStore):
         connect_timeout: float = 10.0,
     ) -> None:
         super().__init__(budgets, reservation_ttl_s=reservation_ttl_s)
-        # Migrate over a plain connection first, so an unreachable server reports libpq's reason.
-        with psycopg.connect(url, connect_timeout=max(1, round(connect_timeout))) as conn:
-            # Replicas starting together wait here for each other, then find the tables made.
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            migrate(
-                partial(fetch_all, conn),
-                "%s",
-                "DOUBLE PRECISION",
-                migrations("DOUBLE PRECISION"),
-                table=MIGRATIONS_TABLE,
-            )
-        self._pool = open_pool(
-            url, name="faregate-budgets", max_connections=max_connections, connect_timeout=connect_timeout
+        # Replicas starting together wait on the advisory lock, then find the tables made.
+        self._open(
+            url,
+            lock=_MIGRATION_LOCK,
+            migrations=migrations,
+            table=MIGRATIONS_TABLE,
+            name="faregate-budgets",
+            max_connections=max_connections,
+            connect_timeout=connect_timeout,
         )
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Execute]:
-        # The pool's block commits at its end, or rolls back if the body raised.
-        with self._pool.connection() as conn:
-            yield partial(fetch_all, conn)
-
-    _read = _transaction
-
-    def close(self) -> None:
-        self._pool.close()

@@ -6,25 +6,15 @@ update cannot interleave with another's, whether from this process or another on
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from faregate.budgets.store import (
-    DEFAULT_RESERVATION_TTL_S,
-    MIGRATIONS_TABLE,
-    Execute,
-    SqlBudgetStore,
-    migrations,
-)
-from faregate.cache.store import migrate
+from faregate.budgets.store import DEFAULT_RESERVATION_TTL_S, MIGRATIONS_TABLE, SqlBudgetStore, migrations
 from faregate.config import BudgetSettings
-from faregate.sqlite_transaction import connect, immediate_transaction
+from faregate.sql_backends import SqliteBackend
 
 
-class SqliteBudgetStore(SqlBudgetStore):
+class SqliteBudgetStore(SqliteBackend, SqlBudgetStore):
     def __init__(
         self,
         path: str | Path,
@@ -34,35 +24,7 @@ class SqliteBudgetStore(SqlBudgetStore):
         busy_timeout_ms: int = 5000,
     ) -> None:
         super().__init__(budgets, reservation_ttl_s=reservation_ttl_s)
-        self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        # Autocommit mode: transactions are opened explicitly, with BEGIN IMMEDIATE.
-        self._conn = connect(self.path, busy_timeout_ms)
-        try:
-            with self._transaction() as execute:
-                migrate(execute, "?", "REAL", migrations("REAL"), table=MIGRATIONS_TABLE)
-        except BaseException:
-            self._conn.close()
-            raise
+        self._open(path, busy_timeout_ms, migrations, MIGRATIONS_TABLE)
 
     def __repr__(self) -> str:
         return f"SqliteBudgetStore({str(self.path)!r})"
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Execute]:
-        with self._lock, immediate_transaction(self._conn):
-            yield self._execute
-
-    @contextmanager
-    def _read(self) -> Iterator[Execute]:
-        with self._lock:
-            yield self._execute
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        return self._conn.execute(sql, params).fetchall()

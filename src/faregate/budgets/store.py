@@ -29,10 +29,10 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol
 
 from faregate.config import BudgetSettings
+from faregate.database_url import sqlite_path
 from faregate.ledger.events import nanos_to_usd, usd_to_nanos
 
 MIGRATIONS_TABLE = "_faregate_budget_migrations"
@@ -348,24 +348,11 @@ def open_budget_store(
     `sqlite:////absolute.db`, a bare path, `postgresql://...` or `postgres://...`.
     """
     # Backends are imported on demand so an embedded install never loads libpq.
-    scheme, sep, rest = url.partition("://")
-    path: Path | None = None
-    if not sep:
-        path = Path(url).expanduser()
-    elif scheme.lower() == "sqlite":
-        if not rest.startswith("/") or rest == "/":
-            raise ValueError("a SQLite database URL needs a path: sqlite:///relative.db or sqlite:////abs.db")
-        path = Path(rest[1:]).expanduser()
+    path = sqlite_path(url, "budget")
     if path is not None:
         from faregate.budgets.sqlite_store import SqliteBudgetStore
 
         return SqliteBudgetStore(path, budgets, reservation_ttl_s=reservation_ttl_s)
-    if scheme.lower() in ("postgresql", "postgres"):
-        from faregate.budgets.postgres_store import PostgresBudgetStore
+    from faregate.budgets.postgres_store import PostgresBudgetStore
 
-        return PostgresBudgetStore(url, budgets, reservation_ttl_s=reservation_ttl_s)
-    # Only the scheme is echoed back: the rest of the URL may hold a password.
-    raise ValueError(
-        f"unsupported budget database URL scheme {scheme!r}: use sqlite:///path.db, "
-        "a file path, or postgresql://user@host/dbname"
-    )
+    return PostgresBudgetStore(url, budgets, reservation_ttl_s=reservation_ttl_s)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from faregate.cache.entry import CachedAnswer, CacheEntry, Vector
+from faregate.database_url import sqlite_path
 
 MIGRATIONS_TABLE = "_faregate_cache_migrations"
 
@@ -65,27 +65,14 @@ def open_cache_store(url: str, dim: int = 384) -> CacheStore:
     `sqlite:////absolute.db`, a bare path, `postgresql://...` or `postgres://...`.
     """
     # Backends are imported on demand so an embedded install never loads libpq.
-    scheme, sep, rest = url.partition("://")
-    if not sep:
+    path = sqlite_path(url, "cache")
+    if path is not None:
         from faregate.cache.sqlite_store import SqliteCacheStore
 
-        return SqliteCacheStore(Path(url).expanduser(), dim=dim)
-    scheme = scheme.lower()
-    if scheme == "sqlite":
-        if not rest.startswith("/") or rest == "/":
-            raise ValueError("a SQLite database URL needs a path: sqlite:///relative.db or sqlite:////abs.db")
-        from faregate.cache.sqlite_store import SqliteCacheStore
+        return SqliteCacheStore(path, dim=dim)
+    from faregate.cache.postgres_store import PostgresCacheStore
 
-        return SqliteCacheStore(Path(rest[1:]).expanduser(), dim=dim)
-    if scheme in ("postgresql", "postgres"):
-        from faregate.cache.postgres_store import PostgresCacheStore
-
-        return PostgresCacheStore(url, dim=dim)
-    # Only the scheme is echoed back: the rest of the URL may hold a password.
-    raise ValueError(
-        f"unsupported cache database URL scheme {scheme!r}: use sqlite:///path.db, "
-        "a file path, or postgresql://user@host/dbname"
-    )
+    return PostgresCacheStore(url, dim=dim)
 
 
 def entry_params(entry: CacheEntry) -> tuple[Any, ...]:

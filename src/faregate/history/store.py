@@ -28,11 +28,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from faregate.database_url import sqlite_path
 
 __all__ = ["ConversationKey", "HistoryStore", "Summary", "Vector", "open_history_store"]
 
@@ -129,27 +130,14 @@ def open_history_store(url: str, dim: int = 384) -> HistoryStore:
     `sqlite:////absolute.db`, a bare path, `postgresql://...` or `postgres://...`.
     """
     # Backends are imported on demand so an embedded install never loads libpq.
-    scheme, sep, rest = url.partition("://")
-    if not sep:
+    path = sqlite_path(url, "history")
+    if path is not None:
         from faregate.history.sqlite_store import SqliteHistoryStore
 
-        return SqliteHistoryStore(Path(url).expanduser(), dim=dim)
-    scheme = scheme.lower()
-    if scheme == "sqlite":
-        if not rest.startswith("/") or rest == "/":
-            raise ValueError("a SQLite database URL needs a path: sqlite:///relative.db or sqlite:////abs.db")
-        from faregate.history.sqlite_store import SqliteHistoryStore
+        return SqliteHistoryStore(path, dim=dim)
+    from faregate.history.postgres_store import PostgresHistoryStore
 
-        return SqliteHistoryStore(Path(rest[1:]).expanduser(), dim=dim)
-    if scheme in ("postgresql", "postgres"):
-        from faregate.history.postgres_store import PostgresHistoryStore
-
-        return PostgresHistoryStore(url, dim=dim)
-    # Only the scheme is echoed back: the rest of the URL may hold a password.
-    raise ValueError(
-        f"unsupported history database URL scheme {scheme!r}: use sqlite:///path.db, "
-        "a file path, or postgresql://user@host/dbname"
-    )
+    return PostgresHistoryStore(url, dim=dim)
 
 
 # --- shared by both backends --------------------------------------------------------------------

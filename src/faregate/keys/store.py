@@ -11,20 +11,18 @@ The SQL is written once here (`SqlKeyStore`); a backend supplies transactions an
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from faregate.budgets.store import Execute
-from faregate.cache.store import migrate
 from faregate.config import BudgetSettings
+from faregate.database_url import sqlite_path
 from faregate.keys import credential
-from faregate.sqlite_transaction import connect, immediate_transaction
+from faregate.sql_backends import Execute, SqliteBackend
 
 MIGRATIONS_TABLE = "_faregate_key_migrations"
 MAX_TEAM = 256
@@ -255,41 +253,14 @@ def _record(row: Sequence[Any]) -> KeyRecord:
     )
 
 
-class SqliteKeyStore(SqlKeyStore):
+class SqliteKeyStore(SqliteBackend, SqlKeyStore):
     """The embedded store: the ledger's SQLite file, one connection and a lock."""
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
-        self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._conn = connect(self.path, busy_timeout_ms)
-        try:
-            with self._transaction() as execute:
-                migrate(execute, "?", "REAL", migrations("REAL"), table=MIGRATIONS_TABLE)
-        except BaseException:
-            self._conn.close()
-            raise
+        self._open(path, busy_timeout_ms, migrations, MIGRATIONS_TABLE)
 
     def __repr__(self) -> str:
         return f"SqliteKeyStore({str(self.path)!r})"
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Execute]:
-        with self._lock, immediate_transaction(self._conn):
-            yield self._execute
-
-    @contextmanager
-    def _read(self) -> Iterator[Execute]:
-        with self._lock:
-            yield self._execute
-
-    def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        return self._conn.execute(sql, params).fetchall()
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
 
 
 def open_key_store(url: str) -> KeyStore:
@@ -298,22 +269,9 @@ def open_key_store(url: str) -> KeyStore:
     The same URL forms as `faregate.ledger.open_store`: `sqlite:///relative.db`,
     `sqlite:////absolute.db`, a bare path, `postgresql://...` or `postgres://...`.
     """
-    scheme, sep, rest = url.partition("://")
-    path: Path | None = None
-    if not sep:
-        path = Path(url).expanduser()
-    elif scheme.lower() == "sqlite":
-        if not rest.startswith("/") or rest == "/":
-            raise ValueError("a SQLite database URL needs a path: sqlite:///relative.db or sqlite:////abs.db")
-        path = Path(rest[1:]).expanduser()
+    path = sqlite_path(url, "key")
     if path is not None:
         return SqliteKeyStore(path)
-    if scheme.lower() in ("postgresql", "postgres"):
-        from faregate.keys.postgres_store import PostgresKeyStore  # libpq only when asked for
+    from faregate.keys.postgres_store import PostgresKeyStore  # libpq only when asked for
 
-        return PostgresKeyStore(url)
-    # Only the scheme is echoed back: the rest of the URL may hold a password.
-    raise ValueError(
-        f"unsupported key database URL scheme {scheme!r}: use sqlite:///path.db, "
-        "a file path, or postgresql://user@host/dbname"
-    )
+    return PostgresKeyStore(url)

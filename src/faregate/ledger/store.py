@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from faregate.database_url import sqlite_path
 from faregate.ledger.events import CostEvent
 
 DEFAULT_FALLBACK = Path(".faregate") / "ledger-fallback.jsonl"
@@ -103,27 +104,12 @@ def open_store(url: str) -> LedgerStore:
     Accepted: `sqlite:///relative.db`, `sqlite:////absolute.db`, a bare file path, and
     `postgresql://...` or `postgres://...`.
     """
-    # Backends are imported on demand so an embedded install never loads libpq, and so the
-    # backends can import DEFAULT_FALLBACK from here without a cycle.
-    scheme, sep, rest = url.partition("://")
-    if not sep:
+    # Backends are imported on demand so an embedded install never loads libpq.
+    path = sqlite_path(url, "ledger")
+    if path is not None:
         from faregate.ledger.sqlite import SqliteStore
 
-        return SqliteStore(Path(url).expanduser())
-    scheme = scheme.lower()
-    if scheme == "sqlite":
-        # Three slashes then the path, as in SQLAlchemy: sqlite:///rel.db, sqlite:////abs.db.
-        if not rest.startswith("/") or rest == "/":
-            raise ValueError("a SQLite database URL needs a path: sqlite:///relative.db or sqlite:////abs.db")
-        from faregate.ledger.sqlite import SqliteStore
+        return SqliteStore(path)
+    from faregate.ledger.postgres import PostgresStore
 
-        return SqliteStore(Path(rest[1:]).expanduser())
-    if scheme in ("postgresql", "postgres"):
-        from faregate.ledger.postgres import PostgresStore
-
-        return PostgresStore(url)
-    # Only the scheme is echoed back: the rest of the URL may hold a password.
-    raise ValueError(
-        f"unsupported ledger database URL scheme {scheme!r}: use sqlite:///path.db, "
-        "a file path, or postgresql://user@host/dbname"
-    )
+    return PostgresStore(url)
