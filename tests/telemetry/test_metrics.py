@@ -265,6 +265,40 @@ def test_route_outcomes_and_history_tokens() -> None:
     assert value(found, "faregate_history_tokens_saved_total", feature="chat", policy="window") == 600
 
 
+def test_retries_fallbacks_partial_streams_and_circuit_states() -> None:
+    metrics = Metrics()
+    metrics.observe(make_call(), OK, make_event(upstream_retries=2))
+    metrics.observe(make_call(), OK, make_event(upstream_retries=1, upstream_fallbacks="openai/x:503"))
+    metrics.observe(make_call(), OK, make_event(partial=True))
+    metrics.observe(make_call(), OK, make_event())  # nothing went wrong: no count
+    metrics.circuits = lambda: {"openai": "open", "backup": "closed"}
+    found = samples(metrics.render())
+    assert total(found, "faregate_upstream_retries_total") == 3
+    assert total(found, "faregate_upstream_fallbacks_total") == 1
+    assert total(found, "faregate_partial_streams_total") == 1
+    state = "faregate_upstream_circuit_state"
+    assert value(found, state, provider="openai", state="open") == 1
+    assert value(found, state, provider="openai", state="closed") == 0
+    assert value(found, state, provider="backup", state="closed") == 1
+    assert total(found, state) == 2  # one current state per provider
+
+
+def test_a_dead_upstreams_open_circuit_shows_on_metrics(
+    make_gateway: Callable[..., RunningGateway], fake_provider: FakeProvider
+) -> None:
+    gw = make_gateway(upstream={"retries": 0, "breaker_failures": 2})
+    found = samples(httpx.get(f"{gw.url}/metrics").text)
+    assert value(found, "faregate_upstream_circuit_state", provider="openai", state="closed") == 1
+    fake_provider.push(Scenario(status=503), Scenario(status=503))
+    client = openai_client(gw)
+    for _ in range(2):
+        with pytest.raises(Exception):  # noqa: B017 - the SDK's error class is not the point
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+    found = samples(httpx.get(f"{gw.url}/metrics").text)
+    assert value(found, "faregate_upstream_circuit_state", provider="openai", state="open") == 1
+    assert value(found, "faregate_upstream_circuit_state", provider="anthropic", state="closed") == 1
+
+
 def test_an_empty_registry_renders_valid_exposition_and_the_route_serves_it() -> None:
     metrics = Metrics()
     assert samples(metrics.render()) == {}

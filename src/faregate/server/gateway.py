@@ -68,6 +68,8 @@ class Gateway:
         self.upstream = Upstream(
             self.providers, config.server.connect_timeout_s, config.upstream, config.models
         )
+        if self.metrics is not None:
+            self.metrics.circuits = self.upstream.breaker_states
         self.measure_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="faregate-measure")
         self.embedder = SharedEmbedder(config)
         self.caches = ResponseCaches(config, self.settle, self.embedder)

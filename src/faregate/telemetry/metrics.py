@@ -13,7 +13,7 @@ Observe and render run on the gateway's event loop, so the dicts need no lock.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from itertools import accumulate
 
 from starlette.requests import Request
@@ -34,6 +34,7 @@ _STATUS_CLASS = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 _CACHE_STRATEGY = {"hit": "exact_cache", "semantic-hit": "semantic_cache"}
 _HITS = frozenset(_CACHE_STRATEGY)
 _NANO = 1_000_000_000
+CIRCUIT_STATES = ("closed", "open", "half_open")
 
 
 class _Family:
@@ -191,6 +192,24 @@ class Metrics:
             ("feature", "policy"),
             cap=cap,
         )
+        self.retries = _Family(
+            "faregate_upstream_retries_total",
+            "Extra upstream attempts (429, 5xx, connection errors, timeouts), by the model that answered.",
+            fm,
+            cap=cap,
+        )
+        self.fallbacks = _Family(
+            "faregate_upstream_fallbacks_total",
+            "Requests a fallback model answered (or that ran out of fallbacks), by the last model tried.",
+            fm,
+            cap=cap,
+        )
+        self.partial = _Family(
+            "faregate_partial_streams_total",
+            "Streams that failed mid-way (the client got part of an answer and an error event).",
+            fm,
+            cap=cap,
+        )
         self.latency = _Histogram(
             "faregate_upstream_latency_seconds",
             "Time waiting on the provider (to headers; to the last byte for streams); cache hits excluded.",
@@ -209,8 +228,13 @@ class Metrics:
             self.cache,
             self.route,
             self.history,
+            self.retries,
+            self.fallbacks,
+            self.partial,
             self.latency,
         )
+        # provider -> circuit state ("closed", "open", "half_open"), read on scrape; set by the gateway.
+        self.circuits: Callable[[], Mapping[str, str]] | None = None
 
     def observe(self, call: Call, result: Result, event: CostEvent) -> None:
         """Settle observer: count one settled call (runs on every request; keep it cheap)."""
@@ -253,6 +277,12 @@ class Metrics:
             self.history.inc((feature, event.history_policy), before - after)
         if event.upstream_ms is not None and cache_status not in _HITS:
             self.latency.observe(fm, event.upstream_ms / 1000)
+        if event.upstream_retries:
+            self.retries.inc(fm, event.upstream_retries)
+        if event.upstream_fallbacks is not None:
+            self.fallbacks.inc(fm, 1)
+        if event.partial:
+            self.partial.inc(fm, 1)
 
     def render(self) -> bytes:
         """The text exposition format (0.0.4): built on scrape, never on the request path."""
@@ -271,6 +301,17 @@ class Metrics:
             for f in self.families
             if f.overflow
         )
+        if self.circuits is not None:
+            parts.append(
+                "# HELP faregate_upstream_circuit_state The circuit breaker's state per provider: 1 for "
+                "the current state (closed, open, half_open).\n# TYPE faregate_upstream_circuit_state gauge\n"
+            )
+            for provider, state in sorted(self.circuits().items()):
+                label = f'provider="{_escape(provider)}"'
+                parts.extend(
+                    f'faregate_upstream_circuit_state{{{label},state="{name}"}} {int(state == name)}\n'
+                    for name in CIRCUIT_STATES
+                )
         return "".join(parts).encode()
 
 
