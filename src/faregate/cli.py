@@ -4,7 +4,6 @@ simulate, demo."""
 from __future__ import annotations
 
 import re
-import sys
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -14,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 
+from faregate.cli_common import ConfigOption, Format, console, err_console
 from faregate.config import Config, load_config
 from faregate.errors import ConfigError
 from faregate.history.command import history_app
@@ -30,20 +29,6 @@ if TYPE_CHECKING:
     from faregate.ledger.store import LedgerStore
 
 app = typer.Typer(help="FareGate: an LLM cost-optimization gateway.", no_args_is_help=True)
-# Off a terminal (CI logs, pipes) Rich would wrap tables at 80 columns; reports need more.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config file.", envvar="FAREGATE_CONFIG")
-]
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-
-
 SinceOption = Annotated[
     str | None, typer.Option(help="Only ledger events newer than 7d, 12h, 30m or a date.")
 ]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from faregate.cli_common import Format, console, err_console
 
 __all__ = ["history_app"]
 
@@ -16,9 +16,6 @@ history_app = typer.Typer(
     help="Conversation history policies: measure window, summary and retrieval offline.",
     no_args_is_help=True,
 )
-# The same consoles as faregate.cli's (not imported from it: cli imports this module).
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
 
 
 @history_app.callback()
@@ -32,11 +29,6 @@ class PolicyName(StrEnum):
     window = "window"
     summary = "summary"
     retrieve = "retrieve"
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
 
 
 @history_app.command("eval")

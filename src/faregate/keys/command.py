@@ -6,7 +6,6 @@ created on an operator's machine against the shared PostgreSQL works on every re
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -16,9 +15,9 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from faregate.cli_common import ConfigOption, Format, console, err_console
 from faregate.config import load_config
 from faregate.errors import ConfigError
 from faregate.keys.store import KeyRecord, KeyStore, open_key_store
@@ -29,18 +28,6 @@ keys_app = typer.Typer(
     help="FareGate virtual keys: one per team or app, with an optional budget and model allow-list.",
     no_args_is_help=True,
 )
-# The same consoles as faregate.cli's (not imported from it: cli imports this module).
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config file.", envvar="FAREGATE_CONFIG")
-]
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
 
 
 class Period(StrEnum):

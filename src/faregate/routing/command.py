@@ -24,6 +24,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from faregate.cli_common import Format
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -38,11 +40,6 @@ router_app = typer.Typer(
 )
 
 _CHUNK = 256  # prompts embedded between progress updates
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
 
 
 class Embedding(StrEnum):
