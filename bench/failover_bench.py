@@ -50,13 +50,7 @@ async def closed_loop(url: str, requests: int, concurrency: int, tally: Tally) -
         async def worker() -> None:
             for _ in queue:
                 tally.sent += 1
-                started = time.perf_counter()
-                try:
-                    async with session.post(f"{url}/v1/chat/completions", data=body, headers=headers) as r:
-                        data = await r.read()
-                        tally.record(r.status, r.headers, data, (time.perf_counter() - started) * 1000)
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    tally.transport_errors[type(exc).__name__] += 1
+                await tally.post(session, url, body, headers)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 

@@ -169,6 +169,18 @@ class Tally:
             cause, kind = classify(headers, body)
             (self.upstream_5xx if cause == "upstream" else self.own_5xx)[kind] += 1
 
+    async def post(
+        self, session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+    ) -> None:
+        """Send one chat completion and record what came back (or the transport error)."""
+        started = time.perf_counter()
+        try:
+            async with session.post(f"{url}/v1/chat/completions", data=body, headers=headers) as reply:
+                data = await reply.read()
+                self.record(reply.status, reply.headers, data, (time.perf_counter() - started) * 1000)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.transport_errors[type(exc).__name__] += 1
+
     def summary(self) -> dict[str, Any]:
         by_class = Counter(f"{s // 100}xx" for s in self.statuses.elements())
         return {
@@ -221,13 +233,7 @@ async def open_loop(url: str, rate: float, duration: float, tally: Tally, timeou
     async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
 
         async def one() -> None:
-            started = time.perf_counter()
-            try:
-                async with session.post(f"{url}/v1/chat/completions", data=body, headers=headers) as reply:
-                    data = await reply.read()
-                    tally.record(reply.status, reply.headers, data, (time.perf_counter() - started) * 1000)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                tally.transport_errors[type(exc).__name__] += 1
+            await tally.post(session, url, body, headers)
 
         tasks: set[asyncio.Task[None]] = set()
         start = time.perf_counter()

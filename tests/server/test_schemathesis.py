@@ -9,7 +9,6 @@ fake provider. The run is bounded (25 examples an operation) to stay well under 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -17,21 +16,17 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from faregate.fake_provider import FakeProvider
 from faregate.server.openapi import build_openapi
-from tests.fixtures.gateway import RunningGateway, gateway_config
+from tests.fixtures.gateway import RunningGateway
 
 schema = schemathesis.openapi.from_dict(build_openapi())
 
 
-@pytest.fixture(scope="module")
-def fuzzed_gateway(
-    fake_provider_server: FakeProvider, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningGateway]:
-    database = f"sqlite:///{tmp_path_factory.mktemp('schemathesis')}/ledger.db"
-    running = RunningGateway(gateway_config(fake_provider_server.url, database))
-    yield running
-    running.stop()
+@pytest.fixture
+def fuzzed_gateway(_shared_running_gateway: RunningGateway) -> RunningGateway:
+    """The session's default-config gateway (tests/server/conftest.py), its circuits closed."""
+    _shared_running_gateway.gateway.upstream.breakers.reset()
+    return _shared_running_gateway
 
 
 def test_the_document_is_served(fuzzed_gateway: RunningGateway) -> None:
