@@ -139,6 +139,7 @@ def test_stats_merges_the_store_and_the_ledger(tmp_path: Path) -> None:
     assert (chat["entries"], chat["requests"]["miss"]) == (0, 1)
     table = runner.invoke(app, ["cache", "stats", "--db", db])
     assert table.exit_code == 0 and "faq" in table.stdout
+    assert "(20.7%-100.0%, n=1)" in " ".join(table.stdout.split()), table.stdout  # the 95% interval
 
 
 def test_clear_needs_a_filter_or_all(tmp_path: Path) -> None:

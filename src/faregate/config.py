@@ -115,8 +115,8 @@ class SemanticCacheSettings(_Strict):
     guards: bool = True  # refuse hits whose queries differ in numbers, negation or named entities
     ttl_s: float = Field(default=86_400, gt=0)
     max_entries: int = Field(default=10_000, gt=0)
-    # Share of semantic hits also sent upstream to check the cached answer; the precision estimate
-    # (and its lower bound) tightens the threshold when it falls under target_precision.
+    # Share of semantic hits also sent upstream to check the cached answer; when the checks show the
+    # precision under target_precision (95% upper bound below it), the threshold tightens a step.
     verify_fraction: float = Field(default=0.0, ge=0, le=1)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from faregate.cache.precision import MIN_SAMPLES
 from faregate.fake_provider import FakeProvider, Scenario
 from faregate.pipeline.cache import HEADER
 from tests.fixtures.gateway import RunningGateway
@@ -207,6 +208,31 @@ def test_verification_sampling_asks_the_provider_too_and_records_the_verdict(
     stats = httpx.get(f"{gw.url}/faregate/v1/cache/stats").json()
     faq = next(f for f in stats["features"] if f["feature"] == "faq")
     assert faq["verification"]["verified"] == 1 and faq["verification"]["precision"] == 1.0
+
+
+def test_verified_answers_that_disagree_tighten_the_threshold(
+    make_gateway: Callable[..., RunningGateway], fake_provider: FakeProvider
+) -> None:
+    """20 checks that all disagree show precision far under 97%: the threshold moves up one step."""
+    gw = make_gateway(features={"faq": {"semantic_cache": {"verify_fraction": 1.0, "threshold": 0.85}}})
+    fake_provider.scenario = Scenario(text="You can reset it in the app under Settings, then Security.")
+    ask(gw, "How can I reset the PIN of my card?")
+    settle(gw)
+    stats = httpx.get(f"{gw.url}/faregate/v1/cache/stats").json()
+    faq = next(f for f in stats["features"] if f["feature"] == "faq")
+    assert faq["threshold"] == {"configured": 0.85, "effective": 0.85}
+    fake_provider.scenario = Scenario(text="Our branches open at nine and close at five on weekdays.")
+    for _ in range(MIN_SAMPLES):
+        assert ask(gw, "how do i reset my card's PIN?")[1] == "semantic-hit"
+        settle(gw)
+    verify = [e for e in gw.events() if e.cache_status == "verify"]
+    assert len(verify) == MIN_SAMPLES and not any(e.cache_verified for e in verify)
+    stats = httpx.get(f"{gw.url}/faregate/v1/cache/stats").json()
+    faq = next(f for f in stats["features"] if f["feature"] == "faq")
+    assert faq["threshold"] == {"configured": 0.85, "effective": 0.86}
+    assert faq["verification"]["upper_bound_95"] < 0.97
+    scrape = httpx.get(f"{gw.url}/metrics").text
+    assert 'faregate_cache_threshold{feature="faq"} 0.86' in scrape.splitlines()
 
 
 def test_features_without_the_cache_are_untouched(gw: RunningGateway, fake_provider: FakeProvider) -> None:

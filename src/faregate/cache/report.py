@@ -262,13 +262,16 @@ def stats_table(report: dict[str, Any]) -> RenderableType:
             "-" if requests is None else f"{requests.get('hit', 0):,}",
             "-" if requests is None else f"{requests.get('semantic-hit', 0):,}",
             "-" if requests is None else f"${f['saving_usd']:,.4f}",
-            "-"
-            if precision is None
-            else f"{precision:.1%} (≥ {verification['lower_bound_95']:.1%}, n={verification['verified']:,})",
+            "-" if precision is None else _precision_cell(verification),
         )
     note = Text(
         "entries, entry hits: in the cache store now; requests and the rest: the ledger's window. "
-        "precision: verified semantic hits whose fresh answer agreed, with its 95% lower bound.",
+        "precision: verified semantic hits whose fresh answer agreed, with its 95% interval.",
         style="dim",
     )
     return Group(table, note)
+
+
+def _precision_cell(verification: dict[str, Any]) -> str:
+    low, high, n = verification["lower_bound_95"], verification["upper_bound_95"], verification["verified"]
+    return f"{verification['precision']:.1%} ({low:.1%}-{high:.1%}, n={n:,})"

@@ -2,7 +2,7 @@
 
 From the ledger rather than a replica's memory, so the numbers cover every replica. Verification
 calls (`cache_status = "verify"`) carry `cache_verified`: whether the provider's fresh answer agreed
-with the cached one; their share is the feature's precision estimate, with a Wilson lower bound.
+with the cached one; their share is the feature's precision estimate, with its 95% Wilson interval.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from faregate.cache.precision import wilson_lower
+from faregate.cache.precision import wilson_lower, wilson_upper
 from faregate.ledger.events import nanos_to_usd
 from faregate.ledger.migrations import Dialect
 
@@ -64,4 +64,5 @@ def _finish(entry: dict[str, Any]) -> dict[str, Any]:
     n, agreed = verification["verified"], verification["agreed"]
     verification["precision"] = agreed / n if n else None
     verification["lower_bound_95"] = wilson_lower(agreed, n) if n else None
+    verification["upper_bound_95"] = wilson_upper(agreed, n) if n else None
     return entry

@@ -130,9 +130,7 @@ class CacheStage:
             return None
         vector = await self._run(embedder.embed_one, keys.query)
         call.embedding = vector
-        feature = call.attribution.feature
-        configured = DEFAULT_THRESHOLD if settings.threshold is None else settings.threshold
-        threshold = self.precision.threshold(feature, configured)
+        threshold = self.precision.threshold(call.attribution.feature, _configured(settings))
         for entry, similarity in await self._run(self.store.search, keys.scope, vector, CANDIDATES, now):
             if similarity < threshold:
                 break
@@ -255,9 +253,29 @@ class CacheStage:
             agreed = float(np.dot(vectors[0], vectors[1])) >= ANSWER_AGREEMENT
             assert check.cache is not None
             check.cache.verified = agreed
-            self.precision.record(call.attribution.feature, agreed, settings.target_precision)
+            feature = call.attribution.feature
+            if self.precision.record(feature, agreed, settings.target_precision):
+                log.warning(
+                    "semantic cache threshold tightened: verified answers show precision under target",
+                    extra={
+                        "feature": feature,
+                        "threshold": self.precision.threshold(feature, _configured(settings)),
+                        "target_precision": settings.target_precision,
+                    },
+                )
         if self.record_verification is not None:
             self.record_verification(check, result)
+
+    def thresholds(self) -> dict[str, dict[str, float]]:
+        """Per semantic feature: the configured threshold and this replica's, after verification."""
+        return {
+            name: {
+                "configured": _configured(settings),
+                "effective": self.precision.threshold(name, _configured(settings)),
+            }
+            for name, settings in self.features.items()
+            if settings.semantic
+        }
 
     # --- plumbing ---------------------------------------------------------------------------------
 
@@ -267,6 +285,10 @@ class CacheStage:
     async def drain(self) -> None:
         """Wait for pending stores and verifications (shutdown, tests)."""
         await self._background.drain()
+
+
+def _configured(settings: SemanticCacheSettings) -> float:
+    return DEFAULT_THRESHOLD if settings.threshold is None else settings.threshold
 
 
 def _verification_call(call: Call) -> Call:

@@ -49,6 +49,10 @@ class ResponseCaches:
             if store is not self.store:
                 store.close()
 
+    def thresholds(self) -> dict[str, dict[str, float]]:
+        """Per semantic feature, the configured threshold and this replica's after verification."""
+        return self.stage.thresholds() if self.stage is not None else {}
+
     async def clear(
         self, feature: str | None = None, template: str | None = None, tenant: str | None = None
     ) -> int:

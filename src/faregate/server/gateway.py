@@ -73,6 +73,8 @@ class Gateway:
         self.measure_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="faregate-measure")
         self.embedder = SharedEmbedder(config)
         self.caches = ResponseCaches(config, self.settle, self.embedder)
+        if self.metrics is not None:
+            self.metrics.cache_thresholds = self.caches.thresholds
         anatomy = AnatomyStage(config.features, self.measure_pool)
         self.histories = Histories(
             config,
@@ -218,7 +220,12 @@ class Gateway:
     async def cache_stats(self) -> list[dict[str, Any]]:
         """Per feature: the cache store's entries and hits, and the ledger's results for it."""
         ledger = await asyncio.to_thread(self.store.response_cache)
-        return merge_cache_stats(await self.caches.stats(), ledger)
+        merged = merge_cache_stats(await self.caches.stats(), ledger)
+        thresholds = self.caches.thresholds()
+        for feature in merged:
+            if feature["feature"] in thresholds:  # this replica's: verification tightens per replica
+                feature["threshold"] = thresholds[feature["feature"]]
+        return merged
 
     async def cache_clear(self, **filters: str | None) -> int:
         return await self.caches.clear(**filters)

@@ -235,6 +235,8 @@ class Metrics:
         )
         # provider -> circuit state ("closed", "open", "half_open"), read on scrape; set by the gateway.
         self.circuits: Callable[[], Mapping[str, str]] | None = None
+        # feature -> {"configured", "effective"} semantic-cache threshold, read on scrape; set by the gateway.
+        self.cache_thresholds: Callable[[], Mapping[str, Mapping[str, float]]] | None = None
 
     def observe(self, call: Call, result: Result, event: CostEvent) -> None:
         """Settle observer: count one settled call (runs on every request; keep it cheap)."""
@@ -311,6 +313,18 @@ class Metrics:
                 parts.extend(
                     f'faregate_upstream_circuit_state{{{label},state="{name}"}} {int(state == name)}\n'
                     for name in CIRCUIT_STATES
+                )
+        if self.cache_thresholds is not None:
+            thresholds = self.cache_thresholds()
+            if thresholds:
+                parts.append(
+                    "# HELP faregate_cache_threshold The semantic cache's similarity threshold per feature "
+                    "on this replica: verification sampling raises it when answers show precision under "
+                    "target.\n# TYPE faregate_cache_threshold gauge\n"
+                )
+                parts.extend(
+                    f'faregate_cache_threshold{{feature="{_escape(feature)}"}} {values["effective"]:g}\n'
+                    for feature, values in sorted(thresholds.items())
                 )
         return "".join(parts).encode()
 
