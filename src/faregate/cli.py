@@ -414,6 +414,59 @@ def router_stats(
     console.print(stats_table(report))
 
 
+@router_app.command("export")
+def router_export(
+    out: Annotated[Path, typer.Option("--out", help="Write the routing-outcome lines here (JSONL).")],
+    since: SinceOption = None,
+    config: ConfigOption = None,
+    db: LedgerOption = None,
+    format: FormatOption = Format.table,
+) -> None:
+    """Shadow checks from the ledger as routing-outcome lines, to train a router on your own traffic.
+
+    Needs `routing.shadow_fraction` (the checks) and `privacy.store_prompts: true` (the prompts).
+    Example: faregate router export --since 30d --out outcomes.jsonl
+    """
+    from faregate.routing.export import outcome_rows
+
+    checks = _ledger_report(config, db, lambda ledger: ledger.shadow_checks(parse_since(since)))
+    rows, summary = outcome_rows(checks)
+    if not rows:
+        reason = (
+            "no shadow checks in the ledger for this window: set routing.shadow_fraction"
+            if not checks
+            else f"none of the {len(checks):,} shadow checks has its prompt: the ledger keeps prompts "
+            "only with privacy.store_prompts: true"
+        )
+        err_console.print(f"[red]error:[/red] nothing to export: {reason}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    try:
+        out.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+    except OSError as exc:
+        err_console.print(f"[red]error:[/red] cannot write {out}: {exc.strerror}", highlight=False)
+        raise typer.Exit(2) from None
+    report = {"out": str(out), **summary.as_dict(), "tiers": summary.tiers_option()}
+    if format is Format.json:
+        typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        return
+    console.print(
+        f"wrote {summary.rows:,} routing outcomes to {out}: {summary.agreed:,} where the routed answer "
+        f"agreed with the frontier's, {summary.rows - summary.agreed:,} where it did not",
+        highlight=False,
+    )
+    if summary.skipped_no_prompt or summary.skipped_no_query:
+        console.print(
+            f"skipped {summary.skipped_no_prompt:,} checks without a stored prompt "
+            f"(privacy.store_prompts) and {summary.skipped_no_query:,} without user text",
+            highlight=False,
+        )
+    if report["tiers"]:
+        console.print(
+            f"train on it: faregate router train --data {out} --tiers {report['tiers']} --out router.npz",
+            highlight=False,
+        )
+
+
 @history_app.command("stats")
 def history_stats(
     since: SinceOption = None,

@@ -303,3 +303,28 @@ def test_response_cache_report_counts_statuses_savings_and_verified_precision(st
     assert faq["verification"]["verified"] == 10 and faq["verification"]["agreed"] == 9
     assert faq["verification"]["precision"] == 0.9
     assert 0.55 < faq["verification"]["lower_bound_95"] < 0.9 < faq["verification"]["upper_bound_95"] < 1
+
+
+def test_shadow_checks_pair_each_check_with_the_request_it_checked(store: LedgerStore) -> None:
+    body = '{"model":"auto","messages":[{"role":"user","content":"Sum 2 and 3"}]}'
+    routed = make_event(feature="math", tier="small", model_used="mini", cost_nusd=100, prompt_text=body)
+    check = make_event(
+        feature="math", tier="frontier", model_used="big", cost_nusd=900,
+        route_shadow_of=routed.request_id, route_agreed=False,
+    )  # fmt: skip
+    unjudged = make_event(tier="frontier", route_shadow_of=routed.request_id, route_agreed=None)
+    store.write_batch([routed, check, unjudged, make_event(tier="small")])
+    [row] = store.shadow_checks()
+    assert row == {
+        "request_id": routed.request_id,
+        "feature": "math",
+        "protocol": routed.protocol,
+        "prompt_text": body,
+        "model": "mini",
+        "tier": "small",
+        "cost_nusd": 100,
+        "frontier_model": "big",
+        "frontier_cost_nusd": 900,
+        "agreed": False,
+    }
+    assert store.shadow_checks(since=check.ts + 1) == []

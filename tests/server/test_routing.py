@@ -8,6 +8,7 @@ judgement (tests/routing measures that).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -185,3 +186,93 @@ def test_routing_config_needs_a_frontier_and_a_cheaper_tier() -> None:
         Config.model_validate({"routing": {"tiers": {"small": "gpt-4o-mini"}}})
     with pytest.raises(ValueError, match=r"routing\.tiers"):
         Config.model_validate({"features": {"chat": {"routing": True}}})
+
+
+def shadowed_gateway(
+    make_gateway: Callable[..., RunningGateway], tmp_path: Path, **extra: Any
+) -> RunningGateway:
+    """Every request routed down (bar 0, never "unsure") and shadowed."""
+    shipped = Router.load(default_router_path())
+    sure = dataclasses.replace(shipped.classifier, ood_floor=-2.0)  # cosine is never under -2
+    path = tmp_path / "router-down.npz"
+    save_router(path, Router(shipped.tiers, sure, Policy(("small", "frontier"), (0.0,)), shipped.meta))
+    return make_gateway(routing={"tiers": TIERS, "router": str(path), "shadow_fraction": 1.0}, **extra)
+
+
+def ask_and_shadow(gw: RunningGateway, fake: FakeProvider, question: str, routed: str, frontier: str) -> None:
+    """One routed-down request answered `routed`, its shadow call answered `frontier`."""
+    fake.push(Scenario(text=routed), Scenario(text=frontier))
+    client = openai_client(gw, default_headers={"X-FareGate-Feature": "support"})
+    client.chat.completions.create(
+        model="auto",
+        messages=[
+            {"role": "system", "content": "You are the help desk."},
+            {"role": "user", "content": question},
+        ],
+    )
+    assert gw.gateway.router is not None
+    asyncio.run_coroutine_threadsafe(gw.gateway.router.drain(), gw.loop).result(timeout=30)
+
+
+def test_shadow_checks_export_as_training_rows_a_router_trains_on(
+    make_gateway: Callable[..., RunningGateway], fake_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """The loop the docs promise: route, shadow, export, train on your own outcomes."""
+    from faregate.routing.data import read_rows
+
+    db = f"sqlite:///{tmp_path}/ledger-shadow.db"
+    gw = shadowed_gateway(make_gateway, tmp_path, database=db, privacy={"store_prompts": True})
+    same = "You can change your delivery address in Settings, under Addresses, until the order ships."
+    for i in range(60):
+        if i % 3:  # the small model gets simple questions right
+            ask_and_shadow(
+                gw, fake_provider, f"How do I change the delivery address of order {i}?", same, same
+            )
+        else:  # and multi-step ones wrong
+            ask_and_shadow(
+                gw,
+                fake_provider,
+                f"Work out the refund for order {i}: 3 items at 17.50, one returned late, 8% restocking fee.",
+                "The weather is lovely today.",
+                "Your refund is 35.00 less 2.80 restocking, so 32.20.",
+            )
+    wait_for_events(gw, 120, timeout=30)
+    out = tmp_path / "outcomes.jsonl"
+    result = CliRunner().invoke(
+        app, ["router", "export", "--db", db, "--out", str(out), "--format", "json"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["rows"], summary["agreed"], summary["disagreed"]) == (60, 40, 20)
+    assert summary["tiers"] == "small=gpt-4o-mini,frontier=gpt-4o"
+    rows = read_rows([out])  # the format `router train` reads
+    refund = next(r for r in rows if "refund for order 0" in r.prompt)
+    assert refund.prompt.startswith("Work out the refund") and refund.category == "support"
+    assert refund.scores == {"gpt-4o-mini": 0.0, "gpt-4o": 1.0}
+    assert refund.costs is not None and 0 < refund.costs["gpt-4o-mini"] < refund.costs["gpt-4o"]
+
+    router = tmp_path / "own.npz"
+    trained = CliRunner().invoke(
+        app, ["router", "train", "--data", str(out), "--tiers", summary["tiers"], "--out", str(router)]
+    )
+    assert trained.exit_code == 0, trained.output
+    own = Router.load(router)
+    heldout = own.meta["training"]["heldout"]  # cross-validated on the exported rows
+    assert own.meta["training"]["rows"] == 60 and heldout["apgr"]["small"] > 0.75, heldout
+    assert heldout["quality_vs_frontier"] >= 0.95 and heldout["frontier_share"] < 0.5, heldout
+
+
+def test_export_without_stored_prompts_says_what_to_set(
+    make_gateway: Callable[..., RunningGateway], fake_provider: FakeProvider, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path}/ledger-private.db"
+    gw = shadowed_gateway(make_gateway, tmp_path, database=db)
+    ask_and_shadow(gw, fake_provider, "What are your opening hours?", "Nine to five.", "Nine to five.")
+    wait_for_events(gw, 2)
+    out = tmp_path / "outcomes.jsonl"
+    result = CliRunner().invoke(app, ["router", "export", "--db", db, "--out", str(out)])
+    assert result.exit_code == 2 and "privacy.store_prompts" in result.stderr
+    assert not out.exists()
+    empty = f"sqlite:///{tmp_path}/empty.db"
+    result = CliRunner().invoke(app, ["router", "export", "--db", empty, "--out", str(out)])
+    assert result.exit_code == 2 and "routing.shadow_fraction" in result.stderr

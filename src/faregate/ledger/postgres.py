@@ -19,7 +19,7 @@ from faregate.ledger.history import history_report
 from faregate.ledger.migrations import POSTGRES, migrate
 from faregate.ledger.prompt_cache import prompt_cache_report
 from faregate.ledger.response_cache import response_cache_report
-from faregate.ledger.routing import routing_report
+from faregate.ledger.routing import routing_report, shadow_checks
 from faregate.ledger.store import DEFAULT_FALLBACK, InvalidEventError
 from faregate.postgres_pool import fetch_all, open_pool
 
@@ -155,6 +155,10 @@ class PostgresStore:
     def routing(self, since: float | None = None) -> list[dict[str, Any]]:
         with self._pool.connection() as conn:
             return routing_report(partial(fetch_all, conn), POSTGRES, since)
+
+    def shadow_checks(self, since: float | None = None) -> list[dict[str, Any]]:
+        with self._pool.connection() as conn:
+            return shadow_checks(partial(fetch_all, conn), POSTGRES, since)
 
     def record_feedback(self, request_id: str, rating: float, ts: float) -> None:
         with self._pool.connection() as conn:

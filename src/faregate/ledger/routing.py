@@ -80,3 +80,37 @@ def _finish(entry: dict[str, Any]) -> dict[str, Any]:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+SHADOW_CHECK_FIELDS = (
+    "request_id",
+    "feature",
+    "protocol",
+    "prompt_text",
+    "model",
+    "tier",
+    "cost_nusd",
+    "frontier_model",
+    "frontier_cost_nusd",
+    "agreed",
+)
+
+
+def shadow_checks(run: Run, dialect: Dialect, since: float | None = None) -> list[dict[str, Any]]:
+    """Each compared shadow call beside the routed request it checked, oldest first.
+
+    The raw material of `faregate router export`: the routed request's feature, prompt (stored only
+    with `privacy.store_prompts`), model and cost, the frontier's model and cost, and whether the
+    two answers agreed. A scan of events (only the export, an offline command, runs it).
+    """
+    where, params = "", []
+    if since is not None:
+        where, params = f" AND s.ts >= {dialect.param}", [since]
+    rows = run(
+        "SELECT r.request_id, r.feature, r.protocol, r.prompt_text, r.model_used, r.tier, r.cost_nusd, "
+        "s.model_used, s.cost_nusd, s.route_agreed FROM events s JOIN events r "
+        "ON r.request_id = s.route_shadow_of "
+        f"WHERE s.route_shadow_of IS NOT NULL AND s.route_agreed IS NOT NULL{where} ORDER BY s.ts",
+        params,
+    )
+    return [dict(zip(SHADOW_CHECK_FIELDS, row, strict=True)) for row in rows]

@@ -15,7 +15,7 @@ from faregate.ledger.history import history_report
 from faregate.ledger.migrations import SQLITE, migrate
 from faregate.ledger.prompt_cache import prompt_cache_report
 from faregate.ledger.response_cache import response_cache_report
-from faregate.ledger.routing import routing_report
+from faregate.ledger.routing import routing_report, shadow_checks
 from faregate.ledger.store import DEFAULT_FALLBACK, InvalidEventError
 from faregate.sqlite_transaction import connect, immediate_transaction
 
@@ -150,6 +150,10 @@ class SqliteStore:
     def routing(self, since: float | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return routing_report(self._execute, SQLITE, since)
+
+    def shadow_checks(self, since: float | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return shadow_checks(self._execute, SQLITE, since)
 
     def record_feedback(self, request_id: str, rating: float, ts: float) -> None:
         with self._lock, self._transaction():

@@ -58,6 +58,10 @@ class LedgerStore(Protocol):
         """Tier mix, fallbacks, shadow-check error estimate and feedback per feature."""
         ...
 
+    def shadow_checks(self, since: float | None = None) -> list[dict[str, Any]]:
+        """Compared shadow calls beside the requests they checked (`faregate.ledger.routing`)."""
+        ...
+
     def record_feedback(self, request_id: str, rating: float, ts: float) -> None:
         """Store a user's rating of a request's answer (the latest rating of a request wins)."""
 
