@@ -67,7 +67,6 @@ def test_counting_starts_again_after_a_step_and_stops_at_the_cap() -> None:
     for _ in range(100 * MIN_SAMPLES):
         tracker.record("faq", False, TARGET)
     assert tracker.threshold("faq", CONFIGURED) == MAX_THRESHOLD
-    assert tracker.tightenings() == {"faq": tracker.tightened_by("faq")}
     assert tracker.threshold("other", CONFIGURED) == CONFIGURED  # per feature
 
 

@@ -114,8 +114,3 @@ class PrecisionTracker:
     def tightened_by(self, feature: str) -> float:
         state = self._features.get(feature)
         return 0.0 if state is None else state.tightened
-
-    def tightenings(self) -> dict[str, float]:
-        """Per feature whose threshold moved, by how much (this replica's view)."""
-        with self._lock:
-            return {name: state.tightened for name, state in self._features.items() if state.tightened}
