@@ -77,3 +77,14 @@ def test_a_long_good_history_does_not_hide_a_drift() -> None:
     assert tracker.threshold("faq", CONFIGURED) == CONFIGURED
     drifted = [tracker.record("faq", False, TARGET) for _ in range(200)]
     assert any(drifted[:100])  # old agreements fade; all 20,000 would take 669 failures to outweigh
+
+
+def test_a_further_tightening_from_elsewhere_is_adopted_and_restarts_the_count() -> None:
+    tracker = PrecisionTracker()
+    for _ in range(MIN_SAMPLES - 1):
+        tracker.record("faq", False, TARGET)
+    assert tracker.adopt("faq", 2 * STEP)  # another replica, or the previous run, went further
+    assert tracker.threshold("faq", CONFIGURED) == pytest.approx(CONFIGURED + 2 * STEP)
+    assert not tracker.record("faq", False, TARGET)  # 19 old checks were at the looser threshold
+    assert not tracker.adopt("faq", STEP)  # less than ours: nothing changes
+    assert tracker.tightened_by("faq") == pytest.approx(2 * STEP)

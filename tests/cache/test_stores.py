@@ -98,6 +98,22 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(7)
 
 
+def test_tightenings_keep_the_furthest_and_are_seen_by_another_connection(
+    store: CacheStore, store_url: str
+) -> None:
+    assert store.tightenings() == {}
+    store.raise_tightening("faq", 0.02, NOW)
+    store.raise_tightening("faq", 0.01, NOW + 1)  # a replica that saw less does not undo it
+    store.raise_tightening("search", 0.03, NOW + 2)
+    other = open_cache_store(store_url)  # another replica, or the next start
+    try:
+        assert other.tightenings() == {"faq": 0.02, "search": 0.03}
+        other.raise_tightening("faq", 0.04, NOW + 3)
+    finally:
+        other.close()
+    assert store.tightenings() == {"faq": 0.04, "search": 0.03}
+
+
 def test_round_trip_keeps_every_field(store: CacheStore, rng: np.random.Generator) -> None:
     with_vector = make_entry(rng, last_used_at=NOW - 5.123456, hits=3)
     exact_only = make_entry(

@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -210,29 +211,61 @@ def test_verification_sampling_asks_the_provider_too_and_records_the_verdict(
     assert faq["verification"]["verified"] == 1 and faq["verification"]["precision"] == 1.0
 
 
-def test_verified_answers_that_disagree_tighten_the_threshold(
-    make_gateway: Callable[..., RunningGateway], fake_provider: FakeProvider
-) -> None:
-    """20 checks that all disagree show precision far under 97%: the threshold moves up one step."""
-    gw = make_gateway(features={"faq": {"semantic_cache": {"verify_fraction": 1.0, "threshold": 0.85}}})
+VERIFIED = {"faq": {"semantic_cache": {"verify_fraction": 1.0, "threshold": 0.85}}}
+
+
+def threshold(gw: RunningGateway) -> dict[str, float]:
+    stats = httpx.get(f"{gw.url}/faregate/v1/cache/stats").json()
+    faq = next(f for f in stats["features"] if f["feature"] == "faq")
+    result: dict[str, float] = faq["threshold"]
+    return result
+
+
+def disagree_until_tightened(gw: RunningGateway, fake_provider: FakeProvider) -> None:
+    """A cached answer, then 20 semantic hits whose verification gets a different answer each time."""
     fake_provider.scenario = Scenario(text="You can reset it in the app under Settings, then Security.")
     ask(gw, "How can I reset the PIN of my card?")
     settle(gw)
-    stats = httpx.get(f"{gw.url}/faregate/v1/cache/stats").json()
-    faq = next(f for f in stats["features"] if f["feature"] == "faq")
-    assert faq["threshold"] == {"configured": 0.85, "effective": 0.85}
     fake_provider.scenario = Scenario(text="Our branches open at nine and close at five on weekdays.")
     for _ in range(MIN_SAMPLES):
         assert ask(gw, "how do i reset my card's PIN?")[1] == "semantic-hit"
         settle(gw)
+
+
+def test_verified_answers_that_disagree_tighten_the_threshold(
+    make_gateway: Callable[..., RunningGateway], fake_provider: FakeProvider
+) -> None:
+    """20 checks that all disagree show precision far under 97%: the threshold moves up one step."""
+    gw = make_gateway(features=VERIFIED)
+    ask(gw, "Do you charge for paper statements?")
+    assert threshold(gw) == {"configured": 0.85, "effective": 0.85}
+    disagree_until_tightened(gw, fake_provider)
     verify = [e for e in gw.events() if e.cache_status == "verify"]
     assert len(verify) == MIN_SAMPLES and not any(e.cache_verified for e in verify)
+    assert threshold(gw) == {"configured": 0.85, "effective": 0.86}
     stats = httpx.get(f"{gw.url}/faregate/v1/cache/stats").json()
     faq = next(f for f in stats["features"] if f["feature"] == "faq")
-    assert faq["threshold"] == {"configured": 0.85, "effective": 0.86}
     assert faq["verification"]["upper_bound_95"] < 0.97
     scrape = httpx.get(f"{gw.url}/metrics").text
     assert 'faregate_cache_threshold{feature="faq"} 0.86' in scrape.splitlines()
+
+
+def test_a_tightening_reaches_the_other_replicas_and_survives_a_restart(
+    make_gateway: Callable[..., RunningGateway], fake_provider: FakeProvider, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path}/shared.db"
+    first = make_gateway(database=db, features=VERIFIED)
+    running = make_gateway(database=db, features=VERIFIED)
+    assert running.gateway.caches.stage is not None
+    running.gateway.caches.stage.share_every_s = 0.0  # adopt on its next lookup (30 s in production)
+    disagree_until_tightened(first, fake_provider)
+    settle(first)  # the tightening is written to the shared store in the background
+    assert threshold(running)["effective"] == 0.85
+    ask(running, "Can I order a new card online?")
+    settle(running)
+    assert threshold(running)["effective"] == 0.86
+    restarted = make_gateway(database=db, features=VERIFIED)
+    assert threshold(restarted) == {"configured": 0.85, "effective": 0.86}
 
 
 def test_features_without_the_cache_are_untouched(gw: RunningGateway, fake_provider: FakeProvider) -> None:

@@ -77,6 +77,7 @@ def migrations(dim: int) -> list[tuple[str, list[str]]]:
                 EMBEDDING_INDEX,
             ],
         ),
+        ("m002_create_cache_thresholds", [sql.thresholds_table("DOUBLE PRECISION")]),
     ]
 
 
@@ -89,6 +90,7 @@ _INSERT = (
     f"INSERT INTO cache_entries ({sql.COLUMNS}, embedding) VALUES ({', '.join(['%s'] * sql.N_COLUMNS)}, %b) "
     "ON CONFLICT (id) DO NOTHING"
 )
+_RAISE_TIGHTENING = sql.raise_tightening_sql("%s", "GREATEST")
 _FILTER = "scope = %s AND expires_at > %s AND embedding IS NOT NULL"
 # Index scan (the planner's choice; for a big scope, HNSW) ...
 _SEARCH = (
@@ -183,6 +185,14 @@ class PostgresCacheStore(sql.Invalidation):
         with self._pool.connection() as conn:
             rows = conn.execute(_S.stats).fetchall()
         return sql.stats_rows(rows)
+
+    def tightenings(self) -> dict[str, float]:
+        with self._pool.connection() as conn:
+            return {str(f): float(t) for f, t in conn.execute(sql.TIGHTENINGS).fetchall()}
+
+    def raise_tightening(self, feature: str, tightened: float, now: float) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(_RAISE_TIGHTENING, (feature, tightened, now))
 
     def close(self) -> None:
         self._pool.close()

@@ -13,7 +13,8 @@ raised every feature's threshold to the cap in the long run, however precise: si
 the upper bound leaves it at 0.90 (median of 20 seeded runs; 0.91 at worst) and still tightens a
 feature at 80% after ~20 checks, at 93% after ~50 and at 95% after ~120. Old checks fade
 (`WINDOW`), so a feature that was right for weeks and then drifts is caught within a window's worth
-of checks, not diluted by its history.
+of checks, not diluted by its history. The cache store keeps each feature's tightening
+(`cache_thresholds`), so replicas on one database adopt each other's and a restart keeps it.
 
 `DEFAULT_THRESHOLD` was chosen on development data only, by bench/semantic_cache_quality.py (the
 stream protocol of `faregate cache eval`, guards on): the lowest threshold of a 0.01-step sweep whose
@@ -110,6 +111,19 @@ class PrecisionTracker:
                 state.verified //= 2
                 state.agreed //= 2
             return False
+
+    def adopt(self, feature: str, tightened: float) -> bool:
+        """Take another replica's (or an earlier run's) tightening when it goes further than ours.
+
+        The counts restart, as after a step of our own: they were taken at the looser threshold.
+        """
+        with self._lock:
+            state = self._features.setdefault(feature, _Feature())
+            if tightened <= state.tightened:
+                return False
+            state.tightened = round(tightened, 4)
+            state.verified = state.agreed = 0
+            return True
 
     def tightened_by(self, feature: str) -> float:
         state = self._features.get(feature)

@@ -63,7 +63,9 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX cache_entries_expires ON cache_entries (expires_at)",
         ],
     ),
+    ("m002_create_cache_thresholds", [sql.thresholds_table("REAL")]),
 ]
+_RAISE_TIGHTENING = sql.raise_tightening_sql("?", "max")
 
 _INSERT = (
     f"INSERT INTO cache_entries ({sql.COLUMNS}, embedding, seq) "
@@ -165,6 +167,14 @@ class SqliteCacheStore(sql.Invalidation):
         with self._lock:
             rows = self._conn.execute(_S.stats).fetchall()
         return sql.stats_rows(rows)
+
+    def tightenings(self) -> dict[str, float]:
+        with self._lock:
+            return {str(f): float(t) for f, t in self._conn.execute(sql.TIGHTENINGS).fetchall()}
+
+    def raise_tightening(self, feature: str, tightened: float, now: float) -> None:
+        with self._lock, self._transaction():
+            self._conn.execute(_RAISE_TIGHTENING, (feature, tightened, now))
 
     def close(self) -> None:
         with self._lock:

@@ -55,6 +55,12 @@ class CacheStore(Protocol):
     def stats(self) -> list[dict[str, Any]]:
         """Per feature: entries, hits, oldest_created_at, newest_created_at."""
 
+    def tightenings(self) -> dict[str, float]:
+        """Per feature, how far verification sampling has raised its threshold (any replica)."""
+
+    def raise_tightening(self, feature: str, tightened: float, now: float) -> None:
+        """Record a feature's tightening; a smaller value than the stored one changes nothing."""
+
     def close(self) -> None: ...
 
 
@@ -141,6 +147,26 @@ class Statements:
     stats: str
     by_ids: Callable[[int], str]
     clear: Callable[[Sequence[str]], str]
+
+
+def thresholds_table(real: str) -> str:
+    """Verification's tightenings, shared by the replicas on one database and kept over restarts."""
+    return (
+        f"CREATE TABLE cache_thresholds (feature TEXT PRIMARY KEY, tightened {real} NOT NULL, "
+        f"updated_at {real} NOT NULL)"
+    )
+
+
+def raise_tightening_sql(p: str, greatest: str) -> str:
+    """An upsert that keeps the larger tightening (`greatest`: SQLite's `max`, PostgreSQL's `GREATEST`)."""
+    return (
+        f"INSERT INTO cache_thresholds (feature, tightened, updated_at) VALUES ({p}, {p}, {p}) "
+        f"ON CONFLICT (feature) DO UPDATE SET tightened = {greatest}(cache_thresholds.tightened, "
+        "excluded.tightened), updated_at = excluded.updated_at"
+    )
+
+
+TIGHTENINGS = "SELECT feature, tightened FROM cache_thresholds"
 
 
 def statements(p: str) -> Statements:

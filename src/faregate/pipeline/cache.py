@@ -50,6 +50,7 @@ HEADER = "x-faregate-cache"
 NORMAL_STOPS = frozenset({"stop", "end_turn", "stop_sequence"})
 CANDIDATES = 4  # nearest entries considered: the first may be refused by a guard
 EVICT_EVERY = 64  # stores per feature between LRU evictions
+SHARE_EVERY_S = 30.0  # how often a replica adopts the tightenings other replicas stored
 T = TypeVar("T")
 
 
@@ -86,8 +87,11 @@ class CacheStage:
         self.clock = clock
         self.sample = sample
         self.precision = PrecisionTracker()
+        self.share_every_s = SHARE_EVERY_S
         self._stores: dict[str, int] = {}
         self._background = Background(log, "cache background work")
+        self._adopt_stored()  # a restart keeps what verification learnt (one small read, at start)
+        self._adopted_at = self.clock()
 
     async def __call__(self, call: Call, next: Next) -> Result:
         settings = self.features.get(call.attribution.feature)
@@ -130,6 +134,9 @@ class CacheStage:
             return None
         vector = await self._run(embedder.embed_one, keys.query)
         call.embedding = vector
+        if now - self._adopted_at >= self.share_every_s:
+            self._adopted_at = now
+            self._background.run(self.executor, self._adopt_stored)
         threshold = self.precision.threshold(call.attribution.feature, _configured(settings))
         for entry, similarity in await self._run(self.store.search, keys.scope, vector, CANDIDATES, now):
             if similarity < threshold:
@@ -255,6 +262,10 @@ class CacheStage:
             check.cache.verified = agreed
             feature = call.attribution.feature
             if self.precision.record(feature, agreed, settings.target_precision):
+                tightened = self.precision.tightened_by(feature)
+                self._background.run(
+                    self.executor, self.store.raise_tightening, feature, tightened, self.clock()
+                )
                 log.warning(
                     "semantic cache threshold tightened: verified answers show precision under target",
                     extra={
@@ -276,6 +287,12 @@ class CacheStage:
             for name, settings in self.features.items()
             if settings.semantic
         }
+
+    def _adopt_stored(self) -> None:
+        """In a worker thread (or at start): take the replicas' tightenings from the cache store."""
+        for feature, tightened in self.store.tightenings().items():
+            if feature in self.features and self.precision.adopt(feature, tightened):
+                log.info("semantic cache threshold tightened elsewhere: adopted", extra={"feature": feature})
 
     # --- plumbing ---------------------------------------------------------------------------------
 
