@@ -115,6 +115,7 @@ def test_stats_merges_the_store_and_the_ledger(tmp_path: Path) -> None:
     store = open_cache_store(db)
     store.put(entry("faq", "v1"))
     store.put(entry("faq", "v2"))
+    store.raise_tightening("faq", 0.02, 0.0)  # verification raised faq's threshold by two steps
     store.close()
     ledger = open_store(db)
     now = time.time()
@@ -137,9 +138,11 @@ def test_stats_merges_the_store_and_the_ledger(tmp_path: Path) -> None:
     assert faq["requests"]["semantic-hit"] == 1 and faq["saving_usd"] == pytest.approx(5e-6)
     assert faq["verification"]["verified"] == 1 and faq["verification"]["precision"] == 1.0
     assert (chat["entries"], chat["requests"]["miss"]) == (0, 1)
+    assert faq["threshold_tightened"] == 0.02 and "threshold_tightened" not in chat
     table = runner.invoke(app, ["cache", "stats", "--db", db])
     assert table.exit_code == 0 and "faq" in table.stdout
     assert "(20.7%-100.0%, n=1)" in " ".join(table.stdout.split()), table.stdout  # the 95% interval
+    assert "+0.02" in table.stdout
 
 
 def test_clear_needs_a_filter_or_all(tmp_path: Path) -> None:

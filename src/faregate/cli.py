@@ -337,6 +337,7 @@ def cache_stats(
     cache_store = _cache_store(db or settings.cache.database or settings.database)
     try:
         entries = cache_store.stats()
+        tightenings = cache_store.tightenings()
     finally:
         cache_store.close()
     try:
@@ -348,7 +349,7 @@ def cache_stats(
         requests = ledger.response_cache(parse_since(since))
     finally:
         ledger.close()
-    report = cache_stats_report(entries, requests)
+    report = cache_stats_report(entries, requests, tightenings)
     if format is Format.json:
         typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2))
         return

@@ -206,11 +206,16 @@ def sweep_table(report: dict[str, Any]) -> Table:
     return table
 
 
-def cache_stats_report(entries: list[dict[str, Any]], requests: list[dict[str, Any]]) -> dict[str, Any]:
+def cache_stats_report(
+    entries: list[dict[str, Any]],
+    requests: list[dict[str, Any]],
+    tightenings: dict[str, float] | None = None,
+) -> dict[str, Any]:
     """The cache store's per-feature entries merged with the ledger's per-feature results.
 
     Either side can lack a feature: entries may outlive the ledger window (`--since`), and a feature
     may have requests but nothing stored (every answer a miss that was not cacheable).
+    `threshold_tightened` is how far verification sampling has raised the feature's threshold.
     """
     features: dict[str, dict[str, Any]] = {}
     for row in entries:
@@ -238,6 +243,9 @@ def cache_stats_report(entries: list[dict[str, Any]], requests: list[dict[str, A
             float(row["saving_usd"]) if isinstance(row["saving_usd"], Decimal) else row["saving_usd"]
         )
         merged["verification"] = row["verification"]
+    for name, tightened in (tightenings or {}).items():
+        if name in features:
+            features[name]["threshold_tightened"] = tightened
     rows = sorted(features.values(), key=lambda f: (-sum((f.get("requests") or {}).values()), f["feature"]))
     return {"features": rows}
 
@@ -247,7 +255,8 @@ def stats_table(report: dict[str, Any]) -> RenderableType:
         return Text("No cache entries and no cached requests in the ledger.", style="dim")
     table = Table(title="Response caches by feature", box=box.SIMPLE_HEAD, title_justify="left")
     table.add_column("feature")
-    for name in ("entries", "entry hits", "requests", "hit rate", "exact", "semantic", "saved", "precision"):
+    columns = ("entries", "entry hits", "requests", "hit rate", "exact", "semantic", "saved", "precision")
+    for name in (*columns, "tightened"):
         table.add_column(name, justify="right")
     for f in report["features"]:
         requests = f.get("requests")
@@ -263,10 +272,12 @@ def stats_table(report: dict[str, Any]) -> RenderableType:
             "-" if requests is None else f"{requests.get('semantic-hit', 0):,}",
             "-" if requests is None else f"${f['saving_usd']:,.4f}",
             "-" if precision is None else _precision_cell(verification),
+            f"+{f['threshold_tightened']:.2f}" if f.get("threshold_tightened") else "-",
         )
     note = Text(
         "entries, entry hits: in the cache store now; requests and the rest: the ledger's window. "
-        "precision: verified semantic hits whose fresh answer agreed, with its 95% interval.",
+        "precision: verified semantic hits whose fresh answer agreed, with its 95% interval; "
+        "tightened: how far that verification has raised the feature's threshold.",
         style="dim",
     )
     return Group(table, note)
