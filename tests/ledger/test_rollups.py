@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -23,23 +21,6 @@ TABLES = {
     "rollup_dau": "day, feature",
     "rollup_prefix_hourly": "hour, feature, prefix_hash, findings",
 }
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ledger.db"
-    url: str = request.getfixturevalue("postgres_db_url")
-    return url
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[LedgerStore]:
-    s = open_store(store_url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def fetch(url: str, sql: str) -> list[tuple[Any, ...]]:
